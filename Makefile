@@ -1,0 +1,49 @@
+# lakeml: `make install` sets everything up; `make run` and `make test` install first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONF ?= conf/local.yaml
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint format bench clean java
+
+help: ## show this help
+	@echo "lakeml make targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+java: ## check that Java 17+ is installed (Spark 4 needs it)
+	@v=$$(java -version 2>&1 | awk -F'"' '/version/ {print $$2}' | cut -d. -f1); \
+	if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then \
+	  echo "Java 17 or newer is needed (found: $${v:-none}). Install it, e.g.:"; \
+	  echo "  Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless"; \
+	  echo "  macOS: brew install openjdk@17   (then set JAVA_HOME)"; \
+	  exit 1; fi
+
+$(STAMP): setup.py constraints.txt
+	@$(MAKE) --no-print-directory java
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@echo "resolving the Delta jars from Maven Central into the local Ivy cache (once)"
+	$(PY) -m lakeml.spark --conf $(CONF)
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv with pinned versions and fetch the Delta jars once
+
+run: $(STAMP) ## run the whole journey on the embedded default (conf/local.yaml)
+	$(VENV)/bin/lakeml pipeline --conf $(CONF)
+
+test: $(STAMP) ## run the test suite
+	$(VENV)/bin/pytest -q tests
+
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check src jobs tests
+	$(VENV)/bin/ruff format --check src jobs tests
+
+format: $(STAMP) ## ruff format and autofix
+	$(VENV)/bin/ruff format src jobs tests
+	$(VENV)/bin/ruff check --fix src jobs tests
+
+clean: ## remove the default storage root and build outputs (keeps .venv)
+	rm -rf lakeml-data build dist src/*.egg-info spark-warehouse

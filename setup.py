@@ -1,0 +1,24 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="lakeml",
+    version="0.1.0",
+    description="Churn features, models and batch scores on Spark, Delta Lake and MLflow",
+    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    python_requires=">=3.10",
+    install_requires=[
+        "pyspark>=4.2,<4.3",
+        "delta-spark>=4.4,<4.5",
+        "mlflow>=3.10,<4",
+        "pandas>=2.2,<3",
+        "pyarrow>=18",
+        "scikit-learn>=1.5,<2",
+        "matplotlib>=3.8,<4",
+        "PyYAML>=6",
+    ],
+    extras_require={"dev": ["chispa>=0.11", "pytest>=8", "ruff>=0.6"]},
+    entry_points={"console_scripts": ["lakeml=lakeml.cli:entrypoint"]},
+)

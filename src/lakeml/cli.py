@@ -1,0 +1,145 @@
+"""`lakeml <command> --conf conf/local.yaml [--set k=v ...]`; jobs/*.py call `main` too.
+
+Each command loads the config, opens the SparkSession, runs one library function and
+prints progress lines followed by a one-line JSON summary. A `LakemlError` (a mistake
+the user can fix) is printed on one line to stderr, without a traceback, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lakeml.config import Config, load_config
+from lakeml.errors import LakemlError
+from lakeml.report import Report
+
+
+def _features(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
+    from lakeml.pipeline import run_features
+
+    run_features(spark, cfg, report, input_path=args.input, full_refresh=args.full_refresh)
+
+
+def _generate(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
+    from lakeml.pipeline import run_generate
+
+    run_generate(spark, cfg, report, output=args.output)
+
+
+def _train(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
+    from lakeml.pipeline import run_train
+
+    run_train(spark, cfg, report)
+
+
+def _models(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
+    from lakeml.registry import list_models
+
+    list_models(cfg, report)
+
+
+def _promote(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
+    from lakeml.registry import promote
+
+    promote(cfg, report, version=args.version, alias=args.alias)
+
+
+def _score(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
+    from lakeml.pipeline import run_score
+
+    run_score(
+        spark,
+        cfg,
+        report,
+        model_uri=args.model_uri,
+        snapshot_date=args.snapshot_date,
+        input_path=args.input,
+    )
+
+
+def _pipeline(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
+    from lakeml.pipeline import run_pipeline
+
+    run_pipeline(spark, cfg, report, input_path=args.input)
+
+
+Command = Callable[[Any, Config, argparse.Namespace, Report], None]
+# Commands that only talk to MLflow need no SparkSession.
+NO_SPARK = {"models", "promote"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lakeml", description="Churn features, models and scores on Spark, Delta and MLflow."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "--conf", default="conf/local.yaml", help="YAML config (default: %(default)s)"
+        )
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set storage.root=/tmp/x (repeatable)",
+        )
+        p.set_defaults(func=func)
+        return p
+
+    p = add("generate", _generate, "write synthetic Sparkify-schema event logs, one file per day")
+    p.add_argument("--output", help="folder to write to (default: source.path)")
+    p = add("features", _features, "raw events -> bronze -> silver (+quarantine) -> gold tables")
+    p.add_argument("--input", help="raw events folder (default: source.path)")
+    p.add_argument("--full-refresh", action="store_true", help="recompute every snapshot")
+    add("train", _train, "train, evaluate, log and register churn models; gate the champion")
+    add("models", _models, "list registered model versions, aliases and key metrics")
+    p = add("promote", _promote, "point an alias (default champion) at a model version")
+    p.add_argument("--version", required=True, help="model version to promote")
+    p.add_argument("--alias", default="champion")
+    p = add("score", _score, "batch-score a snapshot (or any table) with a registered model")
+    p.add_argument("--model-uri", help="default: models:/<registered_model>@champion")
+    p.add_argument("--snapshot-date", help="YYYY-MM-DD (default: the latest snapshot)")
+    p.add_argument("--input", help="a Delta or Parquet table to score instead of the features")
+    p = add("pipeline", _pipeline, "generate (if no input) -> features -> train -> gate -> score")
+    p.add_argument("--input", help="raw events folder (default: source.path)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    report = Report(args.command)
+    spark = None
+    try:
+        cfg = load_config(args.conf, args.overrides)
+        if args.command not in NO_SPARK:
+            from lakeml.spark import get_spark
+
+            spark = get_spark(cfg.spark)
+        args.func(spark, cfg, args, report)
+    except LakemlError as exc:
+        print(f"lakeml {args.command}: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lakeml {args.command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if spark is not None:
+            spark.stop()
+    report.finish()
+    return 0
+
+
+def entrypoint() -> None:
+    """Console script `lakeml`."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()
