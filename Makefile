@@ -37,9 +37,13 @@ run: $(STAMP) ## run the whole journey on the embedded default (conf/local.yaml)
 test: $(STAMP) ## run the test suite
 	$(VENV)/bin/pytest -q tests
 
+bench: $(STAMP) ## benchmarks: feature job and scoring, as ratios over a plain Spark copy
+	$(PY) bench/feature_bench.py $(CONF)
+	@if [ -f bench/score_bench.py ]; then $(PY) bench/score_bench.py $(CONF); fi
+
 lint: $(STAMP) ## ruff lint and format check
-	$(VENV)/bin/ruff check src jobs tests
-	$(VENV)/bin/ruff format --check src jobs tests
+	$(VENV)/bin/ruff check src jobs tests bench
+	$(VENV)/bin/ruff format --check src jobs tests bench
 
 format: $(STAMP) ## ruff format and autofix
 	$(VENV)/bin/ruff format src jobs tests
