@@ -9,6 +9,7 @@ type raises `LakemlError` naming the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -67,10 +68,36 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
-class SourceConfig:
-    """Where raw events are read from; relative paths are under storage.root."""
+class TableSourceConfig:
+    """A customer snapshot table (one row per entity, e.g. the Telco CSV) read as it is.
 
+    Columns are read as text and cast to `types` (others stay strings); blank strings are
+    missing values; a row whose value cannot be cast is quarantined, not dropped.
+    """
+
+    format: str = "csv"
+    options: dict[str, str] = field(default_factory=lambda: {"header": "true"})
+    entity_col: str = ""
+    # The date the snapshot describes, if the table has no column for it.
+    snapshot_date: str = ""
+    snapshot_col: str = ""
+    label_col: str = ""
+    positive_values: list[str] = field(default_factory=lambda: ["Yes", "yes", "1", "true"])
+    types: dict[str, str] = field(default_factory=dict)
+    drop_cols: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where raw data is read from; relative paths are under storage.root.
+
+    kind `events`: a folder of eventsim JSON-lines logs; kind `table`: a customer snapshot
+    table (csv, parquet, delta, json) described by `table`.
+    """
+
+    kind: str = "events"
     path: str = "raw/events"
+    table: TableSourceConfig = field(default_factory=TableSourceConfig)
 
 
 @dataclass(frozen=True)
@@ -325,6 +352,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return float(value)
         raise LakemlError(f"config key {key!r} must be a number, got {value!r}")
     if hint is str:
+        if isinstance(value, datetime.date):  # YAML reads 2024-01-31 as a date
+            return value.isoformat()
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise LakemlError(f"config key {key!r} must be a string, got {value!r}")
@@ -372,6 +401,20 @@ def _validate(cfg: Config) -> None:
         )
     if cfg.train.class_weight not in ("balanced", "none"):
         raise LakemlError("config key 'train.class_weight' must be 'balanced' or 'none'")
+    if cfg.source.kind not in ("events", "table"):
+        raise LakemlError(
+            f"config key 'source.kind': unknown kind {cfg.source.kind!r}; choose events or table"
+        )
+    if cfg.source.kind == "table":
+        t = cfg.source.table
+        for key in ("entity_col", "label_col"):
+            if not getattr(t, key):
+                raise LakemlError(f"config key 'source.table.{key}' is required for kind table")
+        if bool(t.snapshot_date) == bool(t.snapshot_col):
+            raise LakemlError(
+                "config: set exactly one of 'source.table.snapshot_date' and "
+                "'source.table.snapshot_col' for kind table"
+            )
     if not cfg.features.windows or min(cfg.features.windows) < 1:
         raise LakemlError("config key 'features.windows' must list positive day counts")
     if cfg.features.label_horizon_days < 1:
