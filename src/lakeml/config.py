@@ -139,10 +139,16 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Out-of-time split: the latest labelled snapshots test, the ones before validate."""
+    """Out-of-time split: the latest labelled snapshots test, the ones before validate.
 
+    `random` (for a table with a single snapshot) splits entities at random by fractions.
+    """
+
+    method: str = "out_of_time"
     test_snapshots: int = 1
     validation_snapshots: int = 1
+    test_fraction: float = 0.2
+    validation_fraction: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -399,6 +405,8 @@ def _validate(cfg: Config) -> None:
             f"config key 'train.threshold.policy': unknown policy {cfg.train.threshold.policy!r}; "
             f"choose from {', '.join(THRESHOLD_POLICIES)}"
         )
+    if cfg.train.split.method not in ("out_of_time", "random"):
+        raise LakemlError("config key 'train.split.method' must be 'out_of_time' or 'random'")
     if cfg.train.class_weight not in ("balanced", "none"):
         raise LakemlError("config key 'train.class_weight' must be 'balanced' or 'none'")
     if cfg.source.kind not in ("events", "table"):
