@@ -279,8 +279,12 @@ class Config:
 
 
 def resolve_path(root: str, relative: str) -> str:
+    """Absolute paths and URIs stay; `./x` and `../x` are from the working directory;
+    anything else is under storage.root."""
     if "://" in relative or relative.startswith("/"):
         return relative.rstrip("/")
+    if relative.startswith(("./", "../")):
+        return str(Path(relative).resolve())
     return f"{root.rstrip('/')}/{relative.strip('/')}"
 
 
