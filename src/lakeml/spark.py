@@ -12,6 +12,7 @@ from importlib import metadata
 
 from pyspark.sql import SparkSession
 
+from lakeml.cluster import check_master_reachable, submitted_master
 from lakeml.config import SparkConfig
 
 DELTA_CONF = {
@@ -56,6 +57,8 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     # Executors run the same interpreter as the driver unless the environment says otherwise.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    # A standalone master that is not there would otherwise cost Spark's 60 s of retries.
+    check_master_reachable(submitted_master() if under_spark_submit() else cfg.master)
     builder = SparkSession.builder.appName(cfg.app_name)
     if not under_spark_submit():
         # A master given to spark-submit wins; config's master only applies when we launch.
