@@ -115,11 +115,10 @@ def test_incremental_run_equals_a_full_rebuild_and_keeps_earlier_snapshots(
     assert sorted(d.isoformat() for d in first_dates) == [
         "2018-10-08", "2018-10-15", "2018-10-22", "2018-10-29"
     ]
-    # New events start on 10-29: features of S > 10-29 and labels of S > 10-29 - 14 days can
-    # change, so 10-22 and 10-29 are recomputed and 11-05 is new; 10-08 and 10-15 are final.
-    assert sorted(second["this_run"]["snapshots_computed"]) == [
-        "2018-10-22", "2018-10-29", "2018-11-05"
-    ]
+    # New events start on 10-29. Features at S read days before S, so only the new 11-05 needs
+    # them. The label of S reads [S, S+13]: 10-22's horizon (to 11-04) is now fully observed,
+    # 10-29's (to 11-11) still is not, and 10-08/10-15 were final. So: 10-22 and 11-05.
+    assert sorted(second["this_run"]["snapshots_computed"]) == ["2018-10-22", "2018-11-05"]
 
     features_v2 = tables.read(spark, cfg.table("features"))
     # Features of every snapshot from the first run are unchanged by the new events.
