@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakeml.errors import LakemlError
@@ -53,6 +53,8 @@ REQUIRED_COLUMNS = (
     "registration",
 )
 TOTAL = "total"
+# Latest known values before S: account state and the categorical features.
+LATEST = ("level", "registration", *CATEGORICAL)
 
 
 def build_features(silver: DataFrame, snapshot_dates: list[date], windows: list[int]) -> DataFrame:
@@ -73,9 +75,12 @@ def build_features(silver: DataFrame, snapshot_dates: list[date], windows: list[
     snapshots = snapshot_frame(silver.sparkSession, snapshot_dates)
     by_day = _snapshot_day_sums(_user_days(silver), snapshots, spans)
     by_key = _snapshot_key_counts(_user_keys(silver), snapshots, spans)
+    latest = _latest(_user_day_values(silver), snapshots)
     joined = (
         population(user_lifecycle(silver), snapshots)
+        # (user, S) is unique on every side: each is grouped by it.
         .join(by_day, on=list(KEYS), how="inner")
+        .join(latest, on=list(KEYS), how="inner")
         # Every event has a session, but a left join keeps a user even if one had none.
         .join(by_key, on=list(KEYS), how="left")
     )
@@ -83,25 +88,29 @@ def build_features(silver: DataFrame, snapshot_dates: list[date], windows: list[
 
 
 def _user_days(silver: DataFrame) -> DataFrame:
-    """Per (user, day): song and page counts, listening time, and the day's latest values."""
+    """Per (user, day): song and page counts and listening time."""
     page = F.col("page")
     is_song = page == SONG
-    order = F.struct("ts", "session_id", "item_in_session")
     counted = {**PAGE_COUNTS, **ACCOUNT_COUNTS}
     return silver.groupBy("user_id", "event_date").agg(
         F.count(F.when(is_song, 1)).alias("songs"),
         F.coalesce(F.sum(F.when(is_song, F.col("length"))), F.lit(0.0)).alias("listen_seconds"),
         *[F.count(F.when(page == p, 1)).alias(name) for name, p in counted.items()],
-        # Latest non-null value: max_by skips rows whose ordering is null.
-        *[
-            F.max_by(c, F.when(F.col(c).isNotNull(), order)).alias(c)
-            for c in ("level", "registration", *CATEGORICAL)
-        ],
     )
 
 
+def _user_day_values(silver: DataFrame) -> DataFrame:
+    """Per (user, day, combination of account values): when that combination was last seen.
+
+    Grouping by the values keeps this a hash aggregation (string-valued aggregates such as
+    max_by force a sort), and leaves about one row per user and day for `_latest`.
+    """
+    return silver.groupBy("user_id", "event_date", *LATEST).agg(F.max("ts").alias("last_ts"))
+
+
 def _user_keys(silver: DataFrame) -> DataFrame:
-    """Distinct (user, kind, key, day) for sessions and artists, the distinct-count features."""
+    """Distinct (user, kind, key, day) for sessions and artists, with the next day that key
+    was seen again (null if never): what the distinct-count features need."""
     sessions = silver.select(
         F.col("user_id"),
         F.lit("session").alias("kind"),
@@ -114,7 +123,17 @@ def _user_keys(silver: DataFrame) -> DataFrame:
         F.col("artist").alias("key"),
         F.col("event_date"),
     )
-    return sessions.unionByName(artists).distinct()
+    by_key = Window.partitionBy("user_id", "kind", "key").orderBy("event_date")
+    return (
+        sessions.unionByName(artists)
+        .distinct()
+        .select(
+            F.col("user_id"),
+            F.col("kind"),
+            F.col("event_date"),
+            F.lead("event_date").over(by_key).alias("next_day"),
+        )
+    )
 
 
 def _before(snapshots: DataFrame) -> tuple[DataFrame, Column]:
@@ -122,12 +141,13 @@ def _before(snapshots: DataFrame) -> tuple[DataFrame, Column]:
     return F.broadcast(snapshots), F.col("event_date") < F.col("snapshot_date")
 
 
-def _in_span(days: int, day_col: str = "event_date") -> Column:
-    return F.col(day_col) >= F.date_sub(F.col("snapshot_date"), days)
+def _in_span(days: int) -> Column:
+    """The event day is in the `days`-day window before S (the join already has day < S)."""
+    return F.col("event_date") >= F.date_sub(F.col("snapshot_date"), days)
 
 
 def _snapshot_day_sums(days: DataFrame, snapshots: DataFrame, spans: list[int]) -> DataFrame:
-    """Per (user, S): windowed and total sums of the daily counts, plus latest values."""
+    """Per (user, S): windowed and total sums of the daily counts, last active day."""
     snaps, before = _before(snapshots)
     summed = ("songs", "listen_seconds", *PAGE_COUNTS)
     windowed = [
@@ -136,10 +156,6 @@ def _snapshot_day_sums(days: DataFrame, snapshots: DataFrame, spans: list[int]) 
         for c in summed
     ] + [F.count(F.when(_in_span(n), 1)).alias(f"active_days__{n}") for n in spans]
     totals = [F.sum(c).alias(f"{c}__{TOTAL}") for c in (*summed, *ACCOUNT_COUNTS)]
-    latest = [
-        F.max_by(c, F.when(F.col(c).isNotNull(), F.col("event_date"))).alias(c)
-        for c in ("level", "registration", *CATEGORICAL)
-    ]
     return (
         days.join(snaps, before, "inner")
         .groupBy(*KEYS)
@@ -148,7 +164,19 @@ def _snapshot_day_sums(days: DataFrame, snapshots: DataFrame, spans: list[int]) 
             *totals,
             F.count(F.lit(1)).alias(f"active_days__{TOTAL}"),
             F.max("event_date").alias("last_event_date"),
-            *latest,
+        )
+    )
+
+
+def _latest(values: DataFrame, snapshots: DataFrame) -> DataFrame:
+    """Per (user, S): the latest non-null level, registration and categoricals before S."""
+    snaps, before = _before(snapshots)
+    return (
+        values.join(snaps, before, "inner")
+        .groupBy(*KEYS)
+        # max_by skips rows whose ordering is null, so a missing value never wins.
+        .agg(
+            *[F.max_by(c, F.when(F.col(c).isNotNull(), F.col("last_ts"))).alias(c) for c in LATEST]
         )
     )
 
@@ -156,25 +184,23 @@ def _snapshot_day_sums(days: DataFrame, snapshots: DataFrame, spans: list[int]) 
 def _snapshot_key_counts(keys: DataFrame, snapshots: DataFrame, spans: list[int]) -> DataFrame:
     """Per (user, S): sessions and distinct artists with any event in each window.
 
-    A key was active in a window iff its last day before S falls in the window, so two
-    plain aggregations replace one count-distinct per window.
+    Each key row joins the snapshots for which its day is the key's last day before S
+    (`day < S <= next_day`), so every (key, S) pair appears once and a key is active in a
+    window iff that day is in the window: one aggregation, no count-distinct per window.
     """
     snaps, before = _before(snapshots)
-    last_seen = (
-        keys.join(snaps, before, "inner")
-        .groupBy(*KEYS, "kind", "key")
-        .agg(F.max("event_date").alias("last_day"))
-    )
+    s = F.col("snapshot_date")
+    last_before_s = before & (F.col("next_day").isNull() | (F.col("next_day") >= s))
     names = {"session": "sessions", "artist": "distinct_artists"}
     counts = [
-        F.count(F.when((F.col("kind") == kind) & _in_span(n, "last_day"), 1)).alias(f"{name}__{n}")
+        F.count(F.when((F.col("kind") == kind) & _in_span(n), 1)).alias(f"{name}__{n}")
         for kind, name in names.items()
         for n in spans
     ] + [
         F.count(F.when(F.col("kind") == kind, 1)).alias(f"{name}__{TOTAL}")
         for kind, name in names.items()
     ]
-    return last_seen.groupBy(*KEYS).agg(*counts)
+    return keys.join(snaps, last_before_s, "inner").groupBy(*KEYS).agg(*counts)
 
 
 def _ratio(numerator: Column, denominator: Column) -> Column:
