@@ -355,3 +355,48 @@ def test_bronze_and_silver_runs_reconcile_and_are_incremental(
     assert_df_equality(kept, expected_kept, ignore_row_order=True, ignore_nullable=True)
     detail = DeltaTable.forPath(spark, paths["silver"]).detail().first()
     assert detail["partitionColumns"] == ["event_date"]
+
+
+def test_batch_counts_add_up_across_micro_batches() -> None:
+    totals = {
+        "bronze_rows": 0,
+        "silver_inserted": 0,
+        "quarantined": 0,
+        "duplicates_removed": 0,
+        "quarantine_by_rule": {},
+        "min_new_event_date": None,
+    }
+    first = {
+        "bronze_rows": 10,
+        "silver_inserted": 7,
+        "quarantined": 2,
+        "duplicates_removed": 1,
+        "quarantine_by_rule": {"malformed_json": 2},
+        "min_new_event_date": date(2018, 10, 5),
+    }
+    second = {
+        "bronze_rows": 4,
+        "silver_inserted": 0,
+        "quarantined": 3,
+        "duplicates_removed": 1,
+        "quarantine_by_rule": {"malformed_json": 1, "missing_user_id": 2},
+        "min_new_event_date": None,
+    }
+    third = {
+        **second,
+        "silver_inserted": 1,
+        "quarantined": 2,
+        "min_new_event_date": date(2018, 10, 3),
+    }
+
+    for batch in (first, second, third):
+        silver._add_counts(totals, batch)
+
+    assert totals == {
+        "bronze_rows": 18,  # 10 + 4 + 4
+        "silver_inserted": 8,  # 7 + 0 + 1
+        "quarantined": 7,  # 2 + 3 + 2
+        "duplicates_removed": 3,  # 1 + 1 + 1
+        "quarantine_by_rule": {"malformed_json": 4, "missing_user_id": 4},  # 2+1+1, 2+2
+        "min_new_event_date": date(2018, 10, 3),
+    }

@@ -254,6 +254,70 @@ def _append(df: DataFrame, path: str, app_id: str, batch_id: int, partition_by: 
     writer.save(path)
 
 
+def _process_batch(
+    spark: SparkSession,
+    batch: DataFrame,
+    batch_id: int,
+    app_id: str,
+    silver_path: str,
+    quarantine_path: str,
+) -> dict[str, Any]:
+    """One micro-batch: judge every line, append the rejected ones to quarantine and the new
+    events to silver, and return the batch's counts (the keys `update` returns)."""
+    classified = classify(batch).persist()
+    try:
+        per_rule = (
+            classified.groupBy("rule")
+            .agg(
+                F.count(F.lit(1)).alias("rows"),
+                F.min("event_date").alias("first_day"),
+                F.max("event_date").alias("last_day"),
+            )
+            .collect()
+        )
+        valid = next((r for r in per_rule if r["rule"] is None), None)
+        rejected = {r["rule"]: int(r["rows"]) for r in per_rule if r["rule"] is not None}
+        if rejected or not tables.exists(spark, quarantine_path):
+            quarantine = to_quarantine(classified.where(F.col("rule").isNotNull()))
+            _append(quarantine, quarantine_path, app_id, batch_id, [])
+
+        existing = None
+        if valid is not None and tables.exists(spark, silver_path):
+            # An event_id fixes its event_date, so only the batch's dates can hold it.
+            existing = tables.read(spark, silver_path).where(
+                F.col("event_date").between(valid["first_day"], valid["last_day"])
+            )
+        fresh = drop_duplicate_events(classified.where(F.col("rule").isNull()), existing)
+        # Not cached: this count needs only event_date and event_id, and recomputing them
+        # costs less than caching the full rows would.
+        inserted = fresh.agg(
+            F.count(F.lit(1)).alias("rows"), F.min("event_date").alias("first_day")
+        ).first()
+        if inserted["rows"] or not tables.exists(spark, silver_path):
+            _append(fresh, silver_path, app_id, batch_id, PARTITION_COLUMNS)
+    finally:
+        classified.unpersist()
+
+    valid_rows = int(valid["rows"]) if valid is not None else 0
+    return {
+        "bronze_rows": valid_rows + sum(rejected.values()),
+        "silver_inserted": int(inserted["rows"]),
+        "quarantined": sum(rejected.values()),
+        "duplicates_removed": valid_rows - int(inserted["rows"]),
+        "quarantine_by_rule": rejected,
+        "min_new_event_date": inserted["first_day"],
+    }
+
+
+def _add_counts(totals: dict[str, Any], batch: dict[str, Any]) -> None:
+    for key in ("bronze_rows", "silver_inserted", "quarantined", "duplicates_removed"):
+        totals[key] += batch[key]
+    for rule, rows in batch["quarantine_by_rule"].items():
+        totals["quarantine_by_rule"][rule] = totals["quarantine_by_rule"].get(rule, 0) + rows
+    days = [d for d in (totals["min_new_event_date"], batch["min_new_event_date"]) if d]
+    totals["min_new_event_date"] = min(days, default=None)
+
+
 def update(
     spark: SparkSession,
     bronze_path: str,
@@ -262,6 +326,10 @@ def update(
     checkpoint_path: str,
 ) -> dict[str, Any]:
     """Move bronze rows not yet processed into silver or quarantine, exactly once.
+
+    Returns this run's `bronze_rows`, `silver_inserted`, `quarantined`,
+    `duplicates_removed` (the first equals the sum of the other three),
+    `quarantine_by_rule` and `min_new_event_date` (earliest event_date inserted, or None).
 
     A streaming read of bronze (`availableNow`) remembers in the checkpoint which rows were
     processed. Each micro-batch appends with Delta's idempotent `txnAppId`/`txnVersion`, the
@@ -286,56 +354,10 @@ def update(
     started = threading.Event()
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
-        started.wait()
+        started.wait()  # until query_id is set: batches run on the stream's own thread
         app_id = f"lakeml-silver-{query_id['id']}"
-        classified = classify(batch).persist()
-        try:
-            per_rule = (
-                classified.groupBy("rule")
-                .agg(
-                    F.count(F.lit(1)).alias("rows"),
-                    F.min("event_date").alias("first_day"),
-                    F.max("event_date").alias("last_day"),
-                )
-                .collect()
-            )
-            valid = next((r for r in per_rule if r["rule"] is None), None)
-            rejected = {r["rule"]: int(r["rows"]) for r in per_rule if r["rule"] is not None}
-            if rejected or not tables.exists(spark, quarantine_path):
-                quarantine = to_quarantine(classified.where(F.col("rule").isNotNull()))
-                _append(quarantine, quarantine_path, app_id, batch_id, [])
-
-            events = classified.where(F.col("rule").isNull())
-            existing = None
-            if valid is not None and tables.exists(spark, silver_path):
-                # An event_id fixes its event_date, so only the batch's dates can hold it.
-                existing = tables.read(spark, silver_path).where(
-                    F.col("event_date").between(valid["first_day"], valid["last_day"])
-                )
-            fresh = drop_duplicate_events(events, existing)
-            # Not cached: with only event_date and event_id needed, this count reads a few
-            # columns and costs less than caching the full rows would.
-            inserted = fresh.agg(
-                F.count(F.lit(1)).alias("rows"), F.min("event_date").alias("first_day")
-            ).first()
-            if inserted["rows"] or not tables.exists(spark, silver_path):
-                _append(fresh, silver_path, app_id, batch_id, PARTITION_COLUMNS)
-        finally:
-            classified.unpersist()
-
-        valid_rows = int(valid["rows"]) if valid is not None else 0
-        totals["bronze_rows"] += valid_rows + sum(rejected.values())
-        totals["silver_inserted"] += int(inserted["rows"])
-        totals["quarantined"] += sum(rejected.values())
-        totals["duplicates_removed"] += valid_rows - int(inserted["rows"])
-        by_rule = totals["quarantine_by_rule"]
-        for rule, rows in rejected.items():
-            by_rule[rule] = by_rule.get(rule, 0) + rows
-        first_day = inserted["first_day"]
-        if first_day is not None and (
-            totals["min_new_event_date"] is None or first_day < totals["min_new_event_date"]
-        ):
-            totals["min_new_event_date"] = first_day
+        counts = _process_batch(spark, batch, batch_id, app_id, silver_path, quarantine_path)
+        _add_counts(totals, counts)
 
     query = (
         spark.readStream.format("delta")
