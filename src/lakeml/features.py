@@ -94,7 +94,11 @@ def _user_days(silver: DataFrame) -> DataFrame:
     counted = {**PAGE_COUNTS, **ACCOUNT_COUNTS}
     return silver.groupBy("user_id", "event_date").agg(
         F.count(F.when(is_song, 1)).alias("songs"),
-        F.coalesce(F.sum(F.when(is_song, F.col("length"))), F.lit(0.0)).alias("listen_seconds"),
+        # Whole milliseconds summed as longs: sums of doubles depend on the order Spark adds
+        # them in, and the same data must give the same features on any cluster layout.
+        F.coalesce(
+            F.sum(F.when(is_song, F.round(F.col("length") * 1000).cast("long"))), F.lit(0)
+        ).alias("listen_ms"),
         *[F.count(F.when(page == p, 1)).alias(name) for name, p in counted.items()],
     )
 
@@ -149,7 +153,7 @@ def _in_span(days: int) -> Column:
 def _snapshot_day_sums(days: DataFrame, snapshots: DataFrame, spans: list[int]) -> DataFrame:
     """Per (user, S): windowed and total sums of the daily counts, last active day."""
     snaps, before = _before(snapshots)
-    summed = ("songs", "listen_seconds", *PAGE_COUNTS)
+    summed = ("songs", "listen_ms", *PAGE_COUNTS)
     windowed = [
         F.sum(F.when(_in_span(n), F.col(c)).otherwise(0)).alias(f"{c}__{n}")
         for n in spans
@@ -227,7 +231,7 @@ def _output_columns(windows: list[int]) -> list[Column]:
     activity = {
         "sessions": lambda s: n("sessions", s),
         "songs": lambda s: n("songs", s),
-        "listen_minutes": lambda s: (F.col(f"listen_seconds__{s}") / 60).cast("double"),
+        "listen_minutes": lambda s: (F.col(f"listen_ms__{s}") / 60000).cast("double"),
         "distinct_artists": lambda s: n("distinct_artists", s),
         "songs_per_session": lambda s: _ratio(n("songs", s), n("sessions", s)),
         "active_days": lambda s: n("active_days", s),
@@ -256,7 +260,7 @@ def _output_columns(windows: list[int]) -> list[Column]:
         F.datediff(s, F.col("last_event_date")).cast("long").alias("days_since_last_activity"),
         _trend(n("songs", r), n("songs", b)).alias("songs_trend"),
         _trend(n("sessions", r), n("sessions", b)).alias("sessions_trend"),
-        _trend(F.col(f"listen_seconds__{r}") / 60, F.col(f"listen_seconds__{b}") / 60).alias(
+        _trend(F.col(f"listen_ms__{r}") / 60000, F.col(f"listen_ms__{b}") / 60000).alias(
             "listen_minutes_trend"
         ),
         _trend(n("active_days", r), n("active_days", b)).alias("active_days_trend"),
