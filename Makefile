@@ -31,8 +31,9 @@ $(STAMP): setup.py constraints.txt
 
 install: $(STAMP) ## create .venv with pinned versions and fetch the Delta jars once
 
-run: $(STAMP) ## run the whole journey on the embedded default (conf/local.yaml)
-	$(VENV)/bin/lakeml pipeline --conf $(CONF)
+UNTIL ?= features
+run: $(STAMP) ## generate the default sample if absent, then run the journey up to UNTIL (features)
+	$(VENV)/bin/lakeml pipeline --conf $(CONF) --until $(UNTIL)
 
 test: $(STAMP) ## run the test suite
 	$(VENV)/bin/pytest -q tests

@@ -63,7 +63,7 @@ def _score(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) ->
 def _pipeline(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
     from lakeml.pipeline import run_pipeline
 
-    run_pipeline(spark, cfg, report, input_path=args.input)
+    run_pipeline(spark, cfg, report, input_path=args.input, until=args.until)
 
 
 Command = Callable[[Any, Config, argparse.Namespace, Report], None]
@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="a Delta or Parquet table to score instead of the features")
     p = add("pipeline", _pipeline, "generate (if no input) -> features -> train -> gate -> score")
     p.add_argument("--input", help="raw events folder (default: source.path)")
+    p.add_argument(
+        "--until",
+        choices=("features", "train", "score"),
+        default="score",
+        help="stop after this step (default: %(default)s)",
+    )
     return parser
 
 

@@ -173,17 +173,33 @@ def run_score(
     )
 
 
+STEPS = ("features", "train", "score")
+
+
 def run_pipeline(
-    spark: SparkSession, cfg: Config, report: Report, input_path: str | None = None
+    spark: SparkSession,
+    cfg: Config,
+    report: Report,
+    input_path: str | None = None,
+    until: str = "score",
 ) -> dict[str, Any]:
-    """generate (only when there is no input) -> features -> train -> gate -> score."""
+    """generate (only when there is no input) -> features -> train -> gate -> score.
+
+    `until` stops after that step (features, train or score).
+    """
     source = input_path or cfg.source_path
     if input_path is None and not raw_files_exist(spark, source):
         run_generate(spark, cfg, report)
     else:
         report.progress("generate", f"skipped: using the events in {source}")
     features = run_features(spark, cfg, report, input_path=input_path)
+    if until == "features":
+        print_human_summary(cfg, report, features, {}, {})
+        return report.summary
     trained = run_train(spark, cfg, report)
+    if until == "train":
+        print_human_summary(cfg, report, features, trained, {})
+        return report.summary
     scored = run_score(spark, cfg, report)
     print_human_summary(cfg, report, features, trained, scored)
     return report.summary
