@@ -43,8 +43,17 @@ def connect(cfg: Config) -> MlflowClient:
     check_reachable(uri, cfg.mlflow.timeout_seconds)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # MLflow also exports these URIs to the environment, where Config reads a user's choice
+    # of store: put them back, or the artifact root (./mlruns) and any later Config (another
+    # storage.root in the same process) would follow this store.
+    for key, value in exported.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
     if experiment is None:
