@@ -109,19 +109,17 @@ def write_gold(
     snapshots: int = 6,
     extra_numeric: int = 0,
     seed: int = 0,
-    shuffle_labels_before: date | None = None,
+    shuffle_labels: bool = False,
 ) -> tuple[DataFrame, DataFrame]:
     """Write both tables as Delta (partitioned by snapshot_date, like gold).
 
-    `shuffle_labels_before`: permute the labels of snapshots before that date (the
-    train and validation windows), destroying the signal a model could learn there.
+    `shuffle_labels`: permute the labels over all rows, so no feature can predict them;
+    a model that still scores well on them has the target leaking into its inputs.
     """
     features, labels = synthetic_frames(users, snapshots, extra_numeric, seed)
-    if shuffle_labels_before is not None:
+    if shuffle_labels:
         rng = np.random.default_rng(seed + 1)
-        early = labels["snapshot_date"] < shuffle_labels_before
-        labels = labels.copy()
-        labels.loc[early, "churned"] = rng.permutation(labels.loc[early, "churned"].to_numpy())
+        labels = labels.assign(churned=rng.permutation(labels["churned"].to_numpy()))
     fdf, ldf = to_spark(spark, features, labels, extra_numeric)
     fdf.write.format("delta").mode("overwrite").partitionBy("snapshot_date").save(features_path)
     ldf.write.format("delta").mode("overwrite").partitionBy("snapshot_date").save(labels_path)

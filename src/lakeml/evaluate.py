@@ -8,6 +8,8 @@ and scored with scikit-learn, which has exact, well-tested versions of these met
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,26 @@ from sklearn import metrics as skm
 from lakeml.errors import LakemlError
 
 LABEL, SCORE = "label", "score"
+
+
+@dataclass
+class Outcome:
+    """One trained model (a Spark model type or the baseline) and its test-window results."""
+
+    name: str
+    params: dict[str, Any]
+    validation_metric: float | None
+    threshold: float
+    test: dict[str, float]
+    y: np.ndarray
+    p: np.ndarray
+    model: Any
+    weights: pd.DataFrame
+    grid_results: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    fit_window: str = "train"  # the windows the model was fit on
+
+
 # Config metric names (Spark evaluator names) -> keys of `binary_metrics`.
 METRIC_KEYS = {"areaUnderPR": "pr_auc", "areaUnderROC": "roc_auc"}
 
