@@ -32,6 +32,7 @@ PAGE_COUNTS = {
 }
 # Counted over all history only.
 ACCOUNT_COUNTS = {"upgrades": "Submit Upgrade", "downgrades": "Submit Downgrade"}
+COUNTED = {**PAGE_COUNTS, **ACCOUNT_COUNTS}
 RATE_PREFIXES = ("thumbs_up", "thumbs_down", "adverts")
 CATEGORICAL = ("gender", "state", "platform")
 # Trends compare the last 7 days with the 21 before them (days 8..28 before S), whatever
@@ -73,9 +74,10 @@ def build_features(silver: DataFrame, snapshot_dates: list[date], windows: list[
     windows = sorted(set(windows))
     spans = sorted(set(windows) | {TREND_RECENT_DAYS, TREND_BASE_DAYS})
     snapshots = snapshot_frame(silver.sparkSession, snapshot_dates)
-    by_day = _snapshot_day_sums(_user_days(silver), snapshots, spans)
+    values = _user_day_values(silver)
+    by_day = _snapshot_day_sums(_user_days(values), snapshots, spans)
+    latest = _latest(values, snapshots)
     by_key = _snapshot_key_counts(_user_keys(silver), snapshots, spans)
-    latest = _latest(_user_day_values(silver), snapshots)
     joined = (
         population(user_lifecycle(silver), snapshots)
         # (user, S) is unique on every side: each is grouped by it.
@@ -87,49 +89,48 @@ def build_features(silver: DataFrame, snapshot_dates: list[date], windows: list[
     return joined.select(*_output_columns(windows))
 
 
-def _user_days(silver: DataFrame) -> DataFrame:
-    """Per (user, day): song and page counts and listening time."""
+def _user_day_values(silver: DataFrame) -> DataFrame:
+    """Per (user, day, combination of latest-value columns): counts and when last seen.
+
+    Grouping by the values (about one combination per user and day) keeps this a hash
+    aggregation: a string-valued aggregate such as max_by would force a sort of all events.
+    """
     page = F.col("page")
     is_song = page == SONG
-    counted = {**PAGE_COUNTS, **ACCOUNT_COUNTS}
-    return silver.groupBy("user_id", "event_date").agg(
+    return silver.groupBy("user_id", "event_date", *LATEST).agg(
         F.count(F.when(is_song, 1)).alias("songs"),
         # Whole milliseconds summed as longs: sums of doubles depend on the order Spark adds
         # them in, and the same data must give the same features on any cluster layout.
         F.coalesce(
             F.sum(F.when(is_song, F.round(F.col("length") * 1000).cast("long"))), F.lit(0)
         ).alias("listen_ms"),
-        *[F.count(F.when(page == p, 1)).alias(name) for name, p in counted.items()],
+        *[F.count(F.when(page == p, 1)).alias(name) for name, p in COUNTED.items()],
+        F.max("ts").alias("last_ts"),
     )
 
 
-def _user_day_values(silver: DataFrame) -> DataFrame:
-    """Per (user, day, combination of account values): when that combination was last seen.
-
-    Grouping by the values keeps this a hash aggregation (string-valued aggregates such as
-    max_by force a sort), and leaves about one row per user and day for `_latest`.
-    """
-    return silver.groupBy("user_id", "event_date", *LATEST).agg(F.max("ts").alias("last_ts"))
+def _user_days(values: DataFrame) -> DataFrame:
+    """Per (user, day): song and page counts and listening time."""
+    return values.groupBy("user_id", "event_date").agg(
+        *[F.sum(c).alias(c) for c in ("songs", "listen_ms", *COUNTED)]
+    )
 
 
 def _user_keys(silver: DataFrame) -> DataFrame:
     """Distinct (user, kind, key, day) for sessions and artists, with the next day that key
     was seen again (null if never): what the distinct-count features need."""
-    sessions = silver.select(
-        F.col("user_id"),
-        F.lit("session").alias("kind"),
-        F.col("session_id").cast("string").alias("key"),
-        F.col("event_date"),
-    )
-    artists = silver.where((F.col("page") == SONG) & F.col("artist").isNotNull()).select(
-        F.col("user_id"),
-        F.lit("artist").alias("kind"),
-        F.col("artist").alias("key"),
-        F.col("event_date"),
+    # One row per event and kind, from a single read of silver; a null key is dropped.
+    keys = F.array(
+        F.struct(F.lit("session").alias("kind"), F.col("session_id").cast("string").alias("key")),
+        F.struct(
+            F.lit("artist").alias("kind"),
+            F.when(F.col("page") == SONG, F.col("artist")).alias("key"),
+        ),
     )
     by_key = Window.partitionBy("user_id", "kind", "key").orderBy("event_date")
     return (
-        sessions.unionByName(artists)
+        silver.select(F.col("user_id"), F.col("event_date"), F.inline(keys))
+        .where(F.col("key").isNotNull())
         .distinct()
         .select(
             F.col("user_id"),

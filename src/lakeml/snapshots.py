@@ -11,14 +11,11 @@ from datetime import date, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from lakeml.config import SnapshotConfig
 from lakeml.errors import LakemlError
 
 CANCELLATION = "Cancellation Confirmation"
-
-SNAPSHOT_SCHEMA = T.StructType([T.StructField("snapshot_date", T.DateType(), False)])
 
 
 def event_day_range(silver: DataFrame) -> tuple[date, date] | None:
@@ -83,8 +80,12 @@ def labelled_dates(snapshots: list[date], horizon_days: int, last_day: date) -> 
 
 
 def snapshot_frame(spark: SparkSession, dates: list[date]) -> DataFrame:
-    """The snapshot dates as a one-column DataFrame, small enough to broadcast."""
-    return spark.createDataFrame([(d,) for d in sorted(set(dates))], SNAPSHOT_SCHEMA)
+    """The snapshot dates as a one-column DataFrame, small enough to broadcast.
+
+    Built from literals, so it is a local relation in the JVM (no RDD of Python rows).
+    """
+    values = F.array(*[F.lit(d) for d in sorted(set(dates))]).cast("array<date>")
+    return spark.range(1).select(F.explode(values).alias("snapshot_date"))
 
 
 def user_lifecycle(silver: DataFrame) -> DataFrame:
