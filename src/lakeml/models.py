@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.pool import ThreadPool
 from typing import Any
 
@@ -73,7 +73,6 @@ class Tuned:
     grid_results: list[dict[str, Any]]  # every grid point with its validation metric
     model: PipelineModel  # the best grid point, fit on the train window only
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def preprocessing(spec: FeatureSpec, scale: bool) -> list[Any]:
@@ -226,7 +225,9 @@ def tune(
     )
 
 
-def refit(candidate: Candidate, spec: FeatureSpec, params: dict[str, Any], df: DataFrame) -> Any:
+def refit(
+    candidate: Candidate, spec: FeatureSpec, params: dict[str, Any], df: DataFrame
+) -> PipelineModel:
     """The whole pipeline with the chosen params, fit on `df` (train + validation windows)."""
     est = candidate.estimator
     chosen = {est.getParam(k): v for k, v in params.items()}
