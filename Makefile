@@ -43,7 +43,8 @@ package: $(STAMP) dist/lakeml.zip ## build dist/lakeml-<version>-py3-none-any.wh
 	$(PY) -m pip wheel -q --no-deps -w dist .
 
 # The lakeml package alone, zipped for spark-submit --py-files (jobs/*.py are the main files).
-dist/lakeml.zip: $(STAMP) $(shell find src/lakeml -type f -not -path '*__pycache__*')
+# Rebuilt when a source file changes, or one is added or removed (the folder's time changes).
+dist/lakeml.zip: $(STAMP) src/lakeml $(shell find src/lakeml -type f -not -path '*__pycache__*')
 	@mkdir -p dist
 	$(PY) -c 'import pathlib, zipfile; files = sorted(p for p in pathlib.Path("src/lakeml").rglob("*") if p.is_file() and "__pycache__" not in p.parts); z = zipfile.ZipFile("$@", "w", zipfile.ZIP_DEFLATED); [z.write(p, p.relative_to("src")) for p in files]; z.close()'
 
