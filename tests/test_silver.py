@@ -67,8 +67,12 @@ def test_each_line_gets_the_first_rule_it_breaks(spark: SparkSession) -> None:
         (line(), None),
         ('{"ts": 1538352117000, "userId": "3', "malformed_json"),
         ("[1, 2]", "malformed_json"),
+        ('[{"ts": 1538352117000}]', "malformed_json"),
         ('"just a string"', "malformed_json"),
+        ("null", "malformed_json"),
         ("", "malformed_json"),
+        (line().replace('"', "'"), "malformed_json"),  # single quotes are not JSON
+        ("{}", "missing_field:ts"),
         (line(ts=...), "missing_field:ts"),
         (line(userId=None), "missing_field:userId"),
         (line(sessionId=...), "missing_field:sessionId"),
@@ -78,6 +82,7 @@ def test_each_line_gets_the_first_rule_it_breaks(spark: SparkSession) -> None:
         (line(level=...), "missing_field:level"),
         (line(level=..., ts="yesterday"), "missing_field:level"),
         (line(ts="yesterday"), "wrong_type:ts"),
+        (line(ts=1538352117000.5), "wrong_type:ts"),  # epoch ms are whole numbers
         # Fits a long but lies beyond year 9999: cannot be a timestamp.
         (line(ts=9_000_000_000_000_000), "wrong_type:ts"),
         (line(sessionId="abc"), "wrong_type:sessionId"),
