@@ -76,9 +76,21 @@ def test_quantile_edges_of_one_to_a_hundred_are_the_deciles(spark: SparkSession)
 
 def test_a_value_falls_in_the_bin_whose_upper_edge_it_does_not_exceed(spark: SparkSession) -> None:
     df = values(spark, [5.0, 10.0, 10.5, 20.0, 25.0, None, float("nan")])
-    out = monitor.binned(df, {"x": [10.0, 20.0]}, [])
-    # Bins (-inf, 10], (10, 20], (20, inf); null and NaN are missing.
-    assert [r["bin"] for r in out.collect()] == ["000", "000", "001", "001", "002", None, None]
+    out = df.select(monitor.bin_index("x", [10.0, 20.0]).alias("bin"))
+    # Bins 0: (-inf, 10], 1: (10, 20], 2: (20, inf); null and NaN are missing.
+    assert [r["bin"] for r in out.collect()] == [0, 0, 1, 1, 2, None, None]
+
+
+def test_bin_counts_list_every_bin_and_the_missing_values(spark: SparkSession) -> None:
+    df = values(spark, [5.0, 10.0, 10.5, 25.0, None], ["F", "M", "F", None, "F"])
+    out = monitor.bin_counts(df, {"x": [10.0, 20.0]}, ["c"])
+    # x, two edges -> three bins: 5 and 10 in bin 0, 10.5 in bin 1, 25 in bin 2, one null.
+    # c: F three times, M once, one null.
+    expected = {
+        ("x", "000", 2), ("x", "001", 1), ("x", "002", 1), ("x", None, 1),
+        ("c", "F", 3), ("c", "M", 1), ("c", None, 1),
+    }  # fmt: skip
+    assert {(r["feature"], r["bin"], r["n"]) for r in out.collect()} == expected
 
 
 def test_psi_is_near_zero_on_the_training_distribution_itself(spark: SparkSession) -> None:

@@ -30,7 +30,7 @@ from lakeml.report import Report
 EPSILON = 1e-4
 NUMERIC_TYPES = ("long", "integer", "double", "float")
 # percentile_approx accuracy: 1/accuracy is the relative rank error of the bin edges.
-QUANTILE_ACCURACY = 10000
+QUANTILE_ACCURACY = 1000
 LINEAGE_TAGS = ("features_path", "features_version", "train_snapshots")
 ROWS = "__rows"
 
@@ -60,31 +60,65 @@ def edges_from_row(row: Row | None, columns: list[str]) -> dict[str, list[float]
     return {c: sorted({float(x) for x in (row[c] or []) if x is not None}) for c in columns}
 
 
-def binned(df: DataFrame, edges: dict[str, list[float]], categorical: list[str]) -> DataFrame:
-    """One (feature, bin) row per input value; bin is null for a missing value.
+def bin_index(name: str, cuts: list[float]) -> Column:
+    """A number's bin: how many edges lie below it, so bins are (-inf, e1], (e1, e2], ...
+    (ek, inf); null for a missing value."""
+    value = numeric_value(name)
+    index = sum(((value > F.lit(cut)).cast("int") for cut in cuts), F.lit(0))
+    return F.when(value.isNotNull(), index)
 
-    A number's bin is how many edges lie below it: bins are (-inf, e1], (e1, e2], ... (ek, inf).
-    A string's bin is the category itself.
-    """
+
+def numeric_bin_counts(df: DataFrame, edges: dict[str, list[float]]) -> DataFrame:
+    """Rows per (feature, bin) of numeric features in one aggregation pass (no row explosion):
+    every bin, empty ones included, and a null bin for missing values."""
+    indexed = df.select(*[bin_index(name, cuts).alias(name) for name, cuts in edges.items()])
     entries = []
     for name, cuts in edges.items():
-        value = numeric_value(name)
-        index = sum(((value > F.lit(cut)).cast("int") for cut in cuts), F.lit(0))
-        label = F.when(value.isNotNull(), F.format_string("%03d", index))
-        entries.append(F.struct(F.lit(name).alias("feature"), label.alias("bin")))
-    for name in categorical:
-        label = F.col(name).cast("string")
-        entries.append(F.struct(F.lit(name).alias("feature"), label.alias("bin")))
-    return df.select(F.explode(F.array(*entries)).alias("e")).select(
-        F.col("e.feature").alias("feature"), F.col("e.bin").alias("bin")
+        for k in range(len(cuts) + 1):
+            entries.append(bin_entry(name, F.lit(f"{k:03d}"), F.count_if(F.col(name) == k)))
+        entries.append(bin_entry(name, F.lit(None), F.count_if(F.col(name).isNull())))
+    return (
+        indexed.agg(F.array(*entries).alias("e"))
+        .select(F.explode("e").alias("e"))
+        .select(F.col("e.feature"), F.col("e.bin"), F.col("e.n"))
+    )
+
+
+def bin_entry(feature: str, label: Column, n: Column) -> Column:
+    return F.struct(
+        F.lit(feature).alias("feature"),
+        label.cast("string").alias("bin"),
+        n.cast("long").alias("n"),
+    )
+
+
+def categorical_bin_counts(df: DataFrame, categorical: list[str]) -> DataFrame:
+    """Rows per (feature, category), missing values under a null bin."""
+    entries = [
+        F.struct(F.lit(c).alias("feature"), F.col(c).cast("string").alias("bin"))
+        for c in categorical
+    ]
+    return (
+        df.select(F.explode(F.array(*entries)).alias("e"))
+        .groupBy(F.col("e.feature").alias("feature"), F.col("e.bin").alias("bin"))
+        .agg(F.count(F.lit(1)).alias("n"))
     )
 
 
 def bin_counts(df: DataFrame, edges: dict[str, list[float]], categorical: list[str]) -> DataFrame:
-    """Rows per (feature, bin), missing values under a null bin."""
-    return (
-        binned(df, edges, categorical).groupBy("feature", "bin").agg(F.count(F.lit(1)).alias("n"))
-    )
+    """Rows per (feature, bin): quantile bins for numbers, categories for strings, missing
+    values under a null bin."""
+    parts = []
+    if edges:
+        parts.append(numeric_bin_counts(df, edges))
+    if categorical:
+        parts.append(categorical_bin_counts(df, categorical))
+    if not parts:
+        raise ValueError("bin_counts needs at least one feature")
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part)
+    return out
 
 
 def _shares(counts: DataFrame, side: str) -> tuple[DataFrame, DataFrame]:
