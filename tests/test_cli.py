@@ -63,8 +63,8 @@ def test_features_prints_progress_and_a_json_summary_last(tmp_path: Path) -> Non
     summary = json.loads(lines[-1])
     assert summary["command"] == "features"
     run = summary["features"]["this_run"]
-    assert run["bronze_rows"] == json.loads(gen.stdout.strip().splitlines()[-1])["generated"][
-        "lines"
-    ]
+    assert (
+        run["bronze_rows"] == json.loads(gen.stdout.strip().splitlines()[-1])["generated"]["lines"]
+    )
     assert run["reconciles"] is True
     assert summary["features"]["tables"]["silver"]["version"] is not None

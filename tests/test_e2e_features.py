@@ -118,7 +118,10 @@ def test_incremental_run_equals_a_full_rebuild_and_keeps_earlier_snapshots(
     # Days 0-27 are 2018-10-01..2018-10-28, so the first series (weekly, ending the day after the
     # last complete day, at least 7 days of history) is 10-08, 10-15, 10-22, 10-29.
     assert sorted(d.isoformat() for d in first_dates) == [
-        "2018-10-08", "2018-10-15", "2018-10-22", "2018-10-29"
+        "2018-10-08",
+        "2018-10-15",
+        "2018-10-22",
+        "2018-10-29",
     ]
     # New events start on 10-29. Features at S read days before S, so only the new 11-05 needs
     # them. The label of S reads [S, S+13]: 10-22's horizon (to 11-04) is now fully observed,
