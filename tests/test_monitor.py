@@ -93,6 +93,28 @@ def test_bin_counts_list_every_bin_and_the_missing_values(spark: SparkSession) -
     assert {(r["feature"], r["bin"], r["n"]) for r in out.collect()} == expected
 
 
+def test_bin_counts_of_many_wide_features_compile_without_falling_back(
+    spark: SparkSession,
+) -> None:
+    # 80 features with 10 edges each, the size of the default feature table. With codegen
+    # fallback off, generated code over the JVM's 64 KB method limit raises instead of
+    # silently running interpreted.
+    names = [f"f{i}" for i in range(80)]
+    df = spark.createDataFrame([tuple(float(v + i) for i in range(80)) for v in range(3)], names)
+    edges = {n: [float(k) for k in range(10)] for n in names}
+    previous = spark.conf.get("spark.sql.codegen.fallback")
+    spark.conf.set("spark.sql.codegen.fallback", "false")
+    try:
+        out = monitor.bin_counts(df, edges, []).collect()
+    finally:
+        spark.conf.set("spark.sql.codegen.fallback", previous)
+    # f0 holds 0, 1, 2: bins 000, 001, 002 (0 is not above edge 0); f79 holds 79..81: bin 010.
+    got = {(r["feature"], r["bin"]): r["n"] for r in out}
+    assert [got[("f0", b)] for b in ("000", "001", "002")] == [1, 1, 1]
+    assert got[("f79", "010")] == 3
+    assert sum(got.values()) == 240
+
+
 def test_psi_is_near_zero_on_the_training_distribution_itself(spark: SparkSession) -> None:
     train = values(spark, [float(v) for v in range(1, 101)], ["F", "M"] * 50)
     stats = monitor.compute_drift(train, train, [("x", "double"), ("c", "string")], 10)
