@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeml.config import TrainConfig, load_config
@@ -18,6 +19,7 @@ from lakeml.trainset import (
     feature_spec,
     join_labels,
     load_training_set,
+    split_random,
     split_snapshots,
     with_weights,
 )
@@ -196,3 +198,67 @@ def test_duplicate_rows_per_entity_and_snapshot_are_a_clear_error(spark, tmp_pat
     write_tables(spark, cfg, features, labels)
     with pytest.raises(LakemlError, match="snapshot 2018-10-01 has 3 labelled feature rows for 2"):
         load_training_set(spark, cfg)
+
+
+def random_cfg(tmp_path, *extra):
+    return load_config(
+        CONF,
+        [
+            f"storage.root={tmp_path}",
+            "train.categorical_cols=[gender]",
+            "train.split.method=random",
+            "train.split.test_fraction=0.2",
+            "train.split.validation_fraction=0.3",
+            *extra,
+        ],
+    )
+
+
+def test_random_split_keeps_each_entity_in_one_window_in_the_configured_shares(spark, tmp_path):
+    cfg = random_cfg(tmp_path)
+    users = [f"c{i:04d}" for i in range(400)]
+    # Two snapshots of the same customers; every 4th one churned.
+    features = [(u, d, i, "F") for d in D[:2] for i, u in enumerate(users)]
+    labels = [(u, d, int(i % 4 == 0)) for d in D[:2] for i, u in enumerate(users)]
+    write_tables(spark, cfg, features, labels)
+    ts = load_training_set(spark, cfg)
+    rows = ts.df.select("user_id", SPLIT_COL).collect()
+    ts.cached.unpersist()
+
+    windows: dict[str, set[str]] = {}
+    for r in rows:
+        windows.setdefault(r["user_id"], set()).add(r[SPLIT_COL])
+    # Every customer is in exactly one window, on both snapshots.
+    assert len(rows) == 800 and len(windows) == 400
+    assert all(len(w) == 1 for w in windows.values())
+    share = {w: sum(v == {w} for v in windows.values()) / 400 for w in ("test", "validation")}
+    # 400 draws: a share is within 3 standard deviations (at most 0.069) of its fraction.
+    assert abs(share["test"] - 0.2) < 0.07 and abs(share["validation"] - 0.3) < 0.07
+    assert sum(sum(c.values()) for c in ts.counts.values()) == 800
+    assert ts.split.train == ts.split.test == (D[0], D[1])
+    assert ts.split.as_tags()["split_method"] == "random"
+
+    # The same seed gives the same windows; another seed gives others.
+    again = load_training_set(spark, cfg)
+    assert {
+        (r["user_id"], r[SPLIT_COL]) for r in again.df.select("user_id", SPLIT_COL).collect()
+    } == {(r["user_id"], r[SPLIT_COL]) for r in rows}
+    again.cached.unpersist()
+    other = load_training_set(spark, random_cfg(tmp_path, "train.seed=7"))
+    moved = other.df.join(
+        ts.df.select("user_id", "snapshot_date", F.col(SPLIT_COL).alias("before")),
+        on=["user_id", "snapshot_date"],
+    ).where(F.col(SPLIT_COL) != F.col("before"))
+    assert moved.count() > 0
+    other.cached.unpersist()
+
+
+@pytest.mark.parametrize(
+    ("test_fraction", "validation_fraction", "message"),
+    [(0.0, 0.2, "between 0 and 1"), (0.2, 1.0, "between 0 and 1"), (0.5, 0.5, "leave rows")],
+)
+def test_random_split_fractions_must_leave_rows_in_every_window(
+    test_fraction, validation_fraction, message
+):
+    with pytest.raises(LakemlError, match=message):
+        split_random(D, test_fraction, validation_fraction, seed=1)

@@ -21,7 +21,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lakeml import tables
+from lakeml import tables, trainset
 from lakeml.config import Config
 from lakeml.errors import LakemlError
 from lakeml.report import Report
@@ -253,7 +253,25 @@ def training_window(
             "list of YYYY-MM-DD dates"
         ) from None
     window = df.filter(F.col(snapshot_col).cast("date").isin(dates))
+    if tags.get("split_method") == trainset.RANDOM:
+        window = window.filter(random_train_rows(tags))
     return window.select(*features)
+
+
+def random_train_rows(tags: dict[str, str]) -> Column:
+    """The train window of a random split, from its `split_fractions` and `entity_col` tags."""
+    try:
+        parts = dict(p.split("=", 1) for p in tags["split_fractions"].split(","))
+        cut = float(parts["test"]) + float(parts["validation"])
+        seed = int(parts["seed"])
+        entity = tags["entity_col"]
+    except (KeyError, ValueError):
+        raise LakemlError(
+            f"the model version's random-split tags (split_fractions="
+            f"{tags.get('split_fractions')!r}, entity_col={tags.get('entity_col')!r}) are "
+            "incomplete, so its training rows are unknown"
+        ) from None
+    return trainset.entity_bucket(entity, seed) >= F.lit(cut)
 
 
 def drift_condition(snapshot_date: dt.date, model_name: str, model_version: int) -> str:

@@ -28,7 +28,7 @@ from lakeml import evaluate, models, registry, runlog, tracking, trainset
 from lakeml.config import Config
 from lakeml.evaluate import Outcome
 from lakeml.report import Report
-from lakeml.trainset import TEST, TRAIN, VALIDATION, WEIGHT_COL, TrainingSet
+from lakeml.trainset import RANDOM, TEST, TRAIN, VALIDATION, WEIGHT_COL, TrainingSet
 
 BASELINE = "baseline"
 
@@ -76,20 +76,21 @@ def run(spark: SparkSession, cfg: Config, report: Report) -> dict[str, Any]:
 
 
 def _report_data(report: Report, ts: TrainingSet) -> None:
-    for window, dates in ((TRAIN, ts.split.train), (VALIDATION, ts.split.validation)):
+    split = ts.split
+    for window, dates in ((TRAIN, split.train), (VALIDATION, split.validation), (TEST, split.test)):
         c = ts.counts[window]
-        report.progress(
-            "train.data",
-            f"{window}: {len(dates)} snapshots {dates[0]}..{dates[-1]}, {c[0] + c[1]} rows, "
-            f"{c[1]} churned",
-        )
-    c = ts.counts[TEST]
+        if split.method == RANDOM:
+            share = {TEST: split.test_fraction, VALIDATION: split.validation_fraction}.get(
+                window, 1 - split.test_fraction - split.validation_fraction
+            )
+            where = f"random {share:.0%} of entities of {len(dates)} snapshots"
+        else:
+            where = f"{len(dates)} snapshots {dates[0]}..{dates[-1]}"
+        report.progress("train.data", f"{window}: {where}, {c[0] + c[1]} rows, {c[1]} churned")
     report.progress(
         "train.data",
-        f"test: {len(ts.split.test)} snapshots {ts.split.test[0]}..{ts.split.test[-1]}, "
-        f"{c[0] + c[1]} rows, {c[1]} churned; {len(ts.spec.numeric)} numeric + "
-        f"{len(ts.spec.categorical)} categorical features; features v"
-        f"{ts.lineage.features_version}, labels v{ts.lineage.labels_version}",
+        f"{len(ts.spec.numeric)} numeric + {len(ts.spec.categorical)} categorical features; "
+        f"features v{ts.lineage.features_version}, labels v{ts.lineage.labels_version}",
     )
 
 

@@ -1,9 +1,15 @@
-"""The training set: gold features inner-joined with matured labels, split out of time.
+"""The training set: gold features inner-joined with matured labels, split into windows.
 
-The latest `split.test_snapshots` labelled snapshots test, the `split.validation_snapshots`
-before them validate (tuning and the decision threshold), all earlier ones train. A model
-is thus always judged on snapshots later than any it learned from, as in production. The
-Delta versions read are recorded, so a run's training set can be rebuilt exactly later.
+Out of time (the default, for event logs): the latest `split.test_snapshots` labelled
+snapshots test, the `split.validation_snapshots` before them validate (tuning and the
+decision threshold), all earlier ones train. A model is thus always judged on snapshots later
+than any it learned from, as in production.
+
+Random (for a customer table with a single snapshot, where there is no "later"): entities are
+assigned to test / validation / train by a seeded hash of their id, in the configured
+fractions. The same entity is in the same window on every snapshot and every rerun.
+
+The Delta versions read are recorded, so a run's training set can be rebuilt exactly later.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -22,26 +28,27 @@ from lakeml.errors import LakemlError
 SPLIT_COL = "_lakeml_split"
 WEIGHT_COL = "_lakeml_weight"
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
+OUT_OF_TIME, RANDOM = "out_of_time", "random"
+# Hash buckets for the random split: fractions are honoured to 1e-6.
+BUCKETS = 1_000_000
 NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType)
 
 
 @dataclass(frozen=True)
 class Split:
-    """Snapshot dates of each window, oldest first."""
+    """Snapshot dates of each window, oldest first. A random split has every labelled
+    snapshot in each window and divides the entities instead."""
 
     train: tuple[date, ...]
     validation: tuple[date, ...]
     test: tuple[date, ...]
-
-    def window_of(self) -> dict[date, str]:
-        return {
-            **{d: TRAIN for d in self.train},
-            **{d: VALIDATION for d in self.validation},
-            **{d: TEST for d in self.test},
-        }
+    method: str = "out_of_time"
+    test_fraction: float = 0.0
+    validation_fraction: float = 0.0
+    seed: int = 0
 
     def as_tags(self) -> dict[str, str]:
-        return {
+        tags = {
             f"{name}_snapshots": ",".join(d.isoformat() for d in dates)
             for name, dates in (
                 (TRAIN, self.train),
@@ -49,6 +56,12 @@ class Split:
                 (TEST, self.test),
             )
         }
+        tags["split_method"] = self.method
+        if self.method == RANDOM:
+            tags["split_fractions"] = (
+                f"test={self.test_fraction},validation={self.validation_fraction},seed={self.seed}"
+            )
+        return tags
 
 
 @dataclass(frozen=True)
@@ -151,6 +164,34 @@ def split_snapshots(labelled: list[date], test_n: int, validation_n: int) -> Spl
     return Split(tuple(dates[:cut_val]), tuple(dates[cut_val:cut_test]), tuple(dates[cut_test:]))
 
 
+def split_random(
+    labelled: list[date], test_fraction: float, validation_fraction: float, seed: int
+) -> Split:
+    """Every labelled snapshot in each window; `assign_split` divides the entities."""
+    if not (0 < test_fraction < 1 and 0 < validation_fraction < 1):
+        raise LakemlError(
+            "train.split.test_fraction and train.split.validation_fraction must each be "
+            f"between 0 and 1 (got {test_fraction} and {validation_fraction})"
+        )
+    if test_fraction + validation_fraction >= 1:
+        raise LakemlError(
+            "train.split.test_fraction + validation_fraction must leave rows to train on "
+            f"(got {test_fraction} + {validation_fraction} >= 1)"
+        )
+    dates = tuple(sorted(set(labelled)))
+    if not dates:
+        raise LakemlError(
+            "no labelled snapshots: the labels table has no rows that match a features row"
+        )
+    return Split(dates, dates, dates, RANDOM, test_fraction, validation_fraction, seed)
+
+
+def entity_bucket(entity_col: str, seed: int) -> Column:
+    """A stable pseudo-random number in [0, 1) per entity id (xxhash64 with the seed)."""
+    hashed = F.xxhash64(F.col(entity_col).cast("string"), F.lit(seed))
+    return F.pmod(hashed, F.lit(BUCKETS)) / F.lit(float(BUCKETS))
+
+
 def class_weights(counts: dict[int, int], policy: str) -> dict[int, float]:
     """Per-class row weights: balanced = n / (2 * n_class), so both classes weigh n/2."""
     if policy == "none":
@@ -166,14 +207,27 @@ def join_labels(features: DataFrame, labels: DataFrame, train: TrainConfig) -> D
     return features.join(labelled, on=keys, how="inner").where(F.col(train.label_col).isNotNull())
 
 
-def assign_split(df: DataFrame, split: Split, snapshot_col: str) -> DataFrame:
-    """Add SPLIT_COL (train | validation | test) from the snapshot date."""
-    snap = F.col(snapshot_col)
-    window = (
-        F.when(snap.isin(*split.test), F.lit(TEST))
-        .when(snap.isin(*split.validation), F.lit(VALIDATION))
-        .when(snap.isin(*split.train), F.lit(TRAIN))
-    )
+def assign_split(
+    df: DataFrame, split: Split, snapshot_col: str, entity_col: str | None = None
+) -> DataFrame:
+    """Add SPLIT_COL (train | validation | test): from the snapshot date out of time, from
+    the entity's hash bucket for a random split."""
+    if split.method == RANDOM:
+        if entity_col is None:
+            raise ValueError("a random split needs the entity column")
+        u = entity_bucket(entity_col, split.seed)
+        window = (
+            F.when(u < F.lit(split.test_fraction), F.lit(TEST))
+            .when(u < F.lit(split.test_fraction + split.validation_fraction), F.lit(VALIDATION))
+            .otherwise(F.lit(TRAIN))
+        )
+    else:
+        snap = F.col(snapshot_col)
+        window = (
+            F.when(snap.isin(*split.test), F.lit(TEST))
+            .when(snap.isin(*split.validation), F.lit(VALIDATION))
+            .when(snap.isin(*split.train), F.lit(TRAIN))
+        )
     return df.select(*df.columns, window.alias(SPLIT_COL))
 
 
@@ -226,14 +280,12 @@ def check_stats(stats: list[dict], train: TrainConfig) -> None:
             )
 
 
-def window_counts(stats: list[dict], split: Split, snapshot_col: str) -> dict[str, dict[int, int]]:
-    """Rows per window and label, from the per-snapshot stats."""
+def window_counts(df: DataFrame, label_col: str) -> dict[str, dict[int, int]]:
+    """Rows per window and label of a split training set (one small job on cached rows)."""
     counts: dict[str, dict[int, int]] = {w: {0: 0, 1: 0} for w in (TRAIN, VALIDATION, TEST)}
-    window_of = split.window_of()
-    for s in stats:
-        c = counts[window_of[s[snapshot_col]]]
-        c[1] += int(s["churned"])
-        c[0] += int(s["rows"]) - int(s["churned"])
+    for r in df.groupBy(SPLIT_COL, label_col).count().collect():
+        if r[SPLIT_COL] is not None:
+            counts[r[SPLIT_COL]][int(r[label_col])] = int(r["count"])
     return counts
 
 
@@ -275,12 +327,17 @@ def load_training_set(
     try:
         check_stats(stats, t)
         labelled = [s[t.snapshot_col] for s in stats]
-        split = split_snapshots(labelled, t.split.test_snapshots, t.split.validation_snapshots)
+        if t.split.method == RANDOM:
+            split = split_random(
+                labelled, t.split.test_fraction, t.split.validation_fraction, t.seed
+            )
+        else:
+            split = split_snapshots(labelled, t.split.test_snapshots, t.split.validation_snapshots)
     except LakemlError:
         joined.unpersist()
         raise
-    df = assign_split(joined, split, t.snapshot_col)
-    counts = window_counts(stats, split, t.snapshot_col)
+    df = assign_split(joined, split, t.snapshot_col, t.entity_col)
+    counts = window_counts(df, t.label_col)
     for window, dates in ((TRAIN, split.train), (VALIDATION, split.validation), (TEST, split.test)):
         c = counts[window]
         if min(c.values()) == 0:
@@ -289,8 +346,8 @@ def load_training_set(
             raise LakemlError(
                 f"the {window} window ({', '.join(d.isoformat() for d in dates)}) has only "
                 f"{only} rows ({c[0] + c[1]}); a churn model needs both classes in every "
-                "window: add snapshots (more days of events), change train.split, or check "
-                "the labels"
+                "window: add snapshots (more days of events) or entities, change "
+                "train.split, or check the labels"
             )
     lineage = Lineage(f_path, int(f_version), l_path, int(l_version))
     return TrainingSet(df, joined, spec, split, lineage, counts)
