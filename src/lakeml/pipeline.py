@@ -191,7 +191,7 @@ def run_pipeline(
     if input_path is None and not raw_files_exist(spark, source):
         run_generate(spark, cfg, report)
     else:
-        report.progress("generate", f"skipped: using the events in {source}")
+        report.progress("generate", f"skipped: using the input at {source}")
     features = run_features(spark, cfg, report, input_path=input_path)
     if until == "features":
         print_human_summary(cfg, report, features, {}, {})
