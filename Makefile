@@ -31,8 +31,8 @@ $(STAMP): setup.py constraints.txt
 
 install: $(STAMP) ## create .venv with pinned versions and fetch the Delta jars once
 
-UNTIL ?= features
-run: $(STAMP) ## generate the default sample if absent, then run the journey up to UNTIL (features)
+UNTIL ?= score
+run: $(STAMP) ## the whole journey: generate (if absent) -> features -> train -> gate -> score (UNTIL=features|train stops early)
 	$(VENV)/bin/lakeml pipeline --conf $(CONF) --until $(UNTIL)
 
 test: $(STAMP) ## run the test suite (the real-cluster test is `make cluster-test`)
