@@ -35,8 +35,8 @@ UNTIL ?= score
 run: $(STAMP) ## the whole journey: generate (if absent) -> features -> train -> gate -> score (UNTIL=features|train stops early)
 	$(VENV)/bin/lakeml pipeline --conf $(CONF) --until $(UNTIL)
 
-test: $(STAMP) ## run the test suite (the real-cluster test is `make cluster-test`)
-	$(VENV)/bin/pytest -q tests -m "not cluster"
+test: $(STAMP) ## the whole test suite, the real standalone cluster + MLflow server test included
+	$(VENV)/bin/pytest -q tests
 
 package: $(STAMP) dist/lakeml.zip ## build dist/lakeml-<version>-py3-none-any.whl and dist/lakeml.zip (--py-files)
 	rm -f dist/lakeml-*.whl
@@ -48,7 +48,7 @@ dist/lakeml.zip: $(STAMP) src/lakeml $(shell find src/lakeml -type f -not -path 
 	@mkdir -p dist
 	$(PY) -c 'import pathlib, zipfile; files = sorted(p for p in pathlib.Path("src/lakeml").rglob("*") if p.is_file() and "__pycache__" not in p.parts); z = zipfile.ZipFile("$@", "w", zipfile.ZIP_DEFLATED); [z.write(p, p.relative_to("src")) for p in files]; z.close()'
 
-cluster-test: package ## start a Spark standalone cluster + MLflow server here, submit the pipeline
+cluster-test: package ## only the cluster tests: a standalone cluster + MLflow server here, the pipeline submitted to it
 	$(VENV)/bin/pytest -q tests/cluster
 
 bench: $(STAMP) ## benchmarks: feature job and scoring, as ratios over a plain Spark copy
