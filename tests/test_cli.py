@@ -51,6 +51,25 @@ def test_unreadable_input_path_is_one_line_and_writes_nothing(tmp_path: Path) ->
 
 
 @pytest.mark.e2e
+def test_a_missing_customer_table_is_one_line_and_nothing_is_generated_in_its_place(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "telco.csv"
+    proc = lakeml(
+        "pipeline",
+        "--conf",
+        "conf/telco.yaml",
+        "--set",
+        f"storage.root={tmp_path / 'root'}",
+        "--set",
+        f"source.path={missing}",
+    )
+    assert_one_line_error(proc, f"cannot read a csv table at '{missing}'")
+    assert not missing.exists()
+    assert not (tmp_path / "root" / "silver").exists()
+
+
+@pytest.mark.e2e
 def test_features_prints_progress_and_a_json_summary_last(tmp_path: Path) -> None:
     root = tmp_path / "root"
     sets = ["--set", f"storage.root={root}", "--set", "generate.users=15"]

@@ -188,7 +188,11 @@ def run_pipeline(
     `until` stops after that step (features, train or score).
     """
     source = input_path or cfg.source_path
-    if input_path is None and not raw_files_exist(spark, source):
+    if cfg.source.kind == "table":
+        # A customer table is data to read, never something to make up: a missing file is
+        # the table step's error, not a reason to write synthetic events in its place.
+        report.progress("generate", f"skipped: source.kind is table, reading {source}")
+    elif input_path is None and not raw_files_exist(spark, source):
         run_generate(spark, cfg, report)
     else:
         report.progress("generate", f"skipped: using the input at {source}")

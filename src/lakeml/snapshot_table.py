@@ -113,6 +113,9 @@ def update(spark: SparkSession, cfg: Config, input_path: str | None = None) -> d
     dates = [r[0] for r in checked.select(snapshot_col).distinct().collect() if r[0] is not None]
     valid_all = checked.where(F.col("rule").isNull()).drop("rule", "value")
     valid = valid_all.dropDuplicates()
+    # Counted from the input, independently of what the writes below keep, so that
+    # input = kept + quarantined + duplicates is a check and not an identity.
+    duplicates = valid_all.count() - valid.count()
     quarantine = checked.where(F.col("rule").isNotNull()).select(
         "value", snapshot_col, "rule", F.current_timestamp().alias("quarantined_at")
     )
@@ -138,6 +141,6 @@ def update(spark: SparkSession, cfg: Config, input_path: str | None = None) -> d
         "silver_rows": kept,
         "quarantined": quarantined,
         "quarantine_by_rule": by_rule,
-        "duplicates_removed": total - quarantined - kept,
+        "duplicates_removed": duplicates,
         "snapshots": sorted(d.isoformat() for d in dates),
     }
