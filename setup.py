@@ -14,10 +14,13 @@ setup(
         "delta-spark>=4.4,<4.5",
         "mlflow>=3.10,<4",
         "pandas>=2.2,<3",
+        "numpy>=1.26",
         "pyarrow>=18",
         "scikit-learn>=1.5,<2",
         "matplotlib>=3.8,<4",
         "PyYAML>=6",
+        # The scikit-learn baseline is logged in skops format (safer than pickle).
+        "skops>=0.10",
     ],
     extras_require={"dev": ["chispa>=0.11", "pytest>=8", "ruff>=0.6"]},
     entry_points={"console_scripts": ["lakeml=lakeml.cli:entrypoint"]},

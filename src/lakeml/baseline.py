@@ -20,8 +20,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from lakeml.trainset import FeatureSpec
 
 
-def build_baseline(spec: FeatureSpec, seed: int) -> Pipeline:
-    """Impute + scale numerics, impute + one-hot categoricals, balanced logistic regression."""
+def build_baseline(spec: FeatureSpec, seed: int, class_weight: str = "balanced") -> Pipeline:
+    """Impute + scale numerics, impute + one-hot categoricals, logistic regression weighted
+    like the Spark models (`train.class_weight`: balanced or none)."""
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical = Pipeline(
         [
@@ -35,7 +36,8 @@ def build_baseline(spec: FeatureSpec, seed: int) -> Pipeline:
             ("categorical", categorical, list(spec.categorical)),
         ]
     )
-    model = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed)
+    weights = "balanced" if class_weight == "balanced" else None
+    model = LogisticRegression(class_weight=weights, max_iter=2000, random_state=seed)
     return Pipeline([("columns", columns), ("model", model)])
 
 
@@ -46,8 +48,15 @@ def sample_frame(df: DataFrame, count: int, max_rows: int, seed: int) -> pd.Data
     return df.toPandas()
 
 
-def fit_baseline(frame: pd.DataFrame, spec: FeatureSpec, label_col: str, seed: int) -> Pipeline:
-    return build_baseline(spec, seed).fit(frame[spec.columns], frame[label_col].astype(int))
+def fit_baseline(
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    label_col: str,
+    seed: int,
+    class_weight: str = "balanced",
+) -> Pipeline:
+    model = build_baseline(spec, seed, class_weight)
+    return model.fit(frame[spec.columns], frame[label_col].astype(int))
 
 
 def churn_probability(model: Pipeline, frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:

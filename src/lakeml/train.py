@@ -101,8 +101,8 @@ def _merged(*counts: dict[int, int]) -> dict[int, int]:
 def train_model(
     spark: SparkSession, cfg: Config, ts: TrainingSet, cand: models.Candidate, report: Report
 ) -> Outcome:
-    """One model type: tune on train vs validation, threshold from validation, refit on
-    train + validation, score the test window."""
+    """One model type: tune on train vs validation, threshold from validation, score the
+    test window as fit on train (the winner alone is refit on train + validation later)."""
     t = cfg.train
     started = time.monotonic()
     weights = trainset.class_weights(ts.counts[TRAIN], t.class_weight)
@@ -201,7 +201,7 @@ def _train_baseline(cfg: Config, ts: TrainingSet, report: Report) -> Outcome:
     train, val = frame(TRAIN), frame(VALIDATION)
     # The test window is entity-level (a snapshot or two): all of it, like the Spark models.
     test = ts.window(TEST).select(cols).toPandas()
-    first = sk_baseline.fit_baseline(train, ts.spec, t.label_col, seed)
+    first = sk_baseline.fit_baseline(train, ts.spec, t.label_col, seed, t.class_weight)
     val_p = sk_baseline.churn_probability(first, val, ts.spec)
     threshold = evaluate.choose_threshold(
         val[t.label_col].to_numpy(), val_p, t.threshold.policy, t.threshold.top_k_pct
@@ -209,7 +209,7 @@ def _train_baseline(cfg: Config, ts: TrainingSet, report: Report) -> Outcome:
     both = pd.concat([train, val], ignore_index=True)
     if len(both) > cap:
         both = both.sample(n=cap, random_state=seed)
-    final = sk_baseline.fit_baseline(both, ts.spec, t.label_col, seed)
+    final = sk_baseline.fit_baseline(both, ts.spec, t.label_col, seed, t.class_weight)
     y = test[t.label_col].to_numpy().astype(int)
     p = sk_baseline.churn_probability(final, test, ts.spec)
     metrics = evaluate.binary_metrics(y, p, threshold, t.top_k_pcts)
