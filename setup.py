@@ -22,6 +22,7 @@ setup(
         # The scikit-learn baseline is logged in skops format (safer than pickle).
         "skops>=0.10",
     ],
-    extras_require={"dev": ["chispa>=0.11", "pytest>=8", "ruff>=0.6"]},
+    # deltalake (delta-rs, no JVM) proves in the tests that other Delta readers open the tables.
+    extras_require={"dev": ["chispa>=0.11", "pytest>=8", "ruff>=0.6", "deltalake>=1.0"]},
     entry_points={"console_scripts": ["lakeml=lakeml.cli:entrypoint"]},
 )

@@ -9,7 +9,7 @@ ML pipeline and a scikit-learn baseline, then times, each writing a Delta table:
 - pyfunc_defaults: `mlflow.pyfunc.spark_udf` as its docs show it, given only the result
   type (Spark's Arrow batch size, the input's own partitioning, default env manager);
 - pyfunc_tuned: the UDF as lakeml runs it (env_manager=local, array<double>, Arrow batches of
-  `score.arrow_batch_size`, one partition per core);
+  `score.arrow_batch_size`, spread to at least one partition per core);
 - score_stage_*: the whole `lakeml score` stage (checks, ranks, Delta write, drift, MLflow).
 
 Each timing is the best of `--repeats` runs (default 2), so neither side pays one-off Python
