@@ -61,6 +61,8 @@ def test_features_and_labels_by_configuration(spark: SparkSession, tmp_path: Pat
     csv = tmp_path / "telco.csv"
     lines = ["customerID,tenure,Contract,TotalCharges,Churn"]
     lines += [",".join(row) for row in RAW] + [",".join(RAW[0])]  # plus one exact duplicate
+    # and two rows for E that disagree on tenure: neither can be trusted.
+    lines += ["E,7,One year,70.0,No", "E,8,One year,70.0,No"]
     csv.write_text("\n".join(lines) + "\n")
     cfg = load_config(
         CONF,
@@ -76,9 +78,14 @@ def test_features_and_labels_by_configuration(spark: SparkSession, tmp_path: Pat
         ],
     )
     result = snapshot_table.update(spark, cfg)
-    # 6 input rows = 3 kept (A, B, D) + 2 quarantined (C, blank id) + 1 duplicate of A.
-    assert (result["input_rows"], result["silver_rows"], result["quarantined"]) == (6, 3, 2)
+    # 8 input rows = 3 kept (A, B, D) + 4 quarantined (C, blank id, E twice) + 1 duplicate of A.
+    assert (result["input_rows"], result["silver_rows"], result["quarantined"]) == (8, 3, 4)
     assert result["duplicates_removed"] == 1
+    assert result["quarantine_by_rule"] == {
+        "wrong_type:tenure": 1,
+        "missing_field:customerID": 1,
+        "conflicting_rows:customerID": 2,
+    }
     day = dt.date(2024, 1, 31)
     assert_df_equality(
         tables.read(spark, cfg.table("labels")).select("customerID", "snapshot_date", "churned"),

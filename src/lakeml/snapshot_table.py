@@ -3,7 +3,8 @@
 Configuration, not code, adapts lakeml to such a table (`source.kind: table`): which column
 is the entity, which the label and its positive values, which columns are numbers. Values
 that cannot be read as their configured type send the row to quarantine with the rule;
-blank strings are missing values; exact duplicate rows are dropped and counted.
+blank strings are missing values; exact duplicate rows are dropped and counted; different
+rows for one entity and snapshot all go to quarantine (which one is true is unknown).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from functools import reduce
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakeml import tables
@@ -71,6 +72,16 @@ def clean(raw: DataFrame, t: TableSourceConfig, snapshot_col: str) -> DataFrame:
     )
 
 
+def flag_conflicts(deduplicated: DataFrame, entity_col: str, snapshot_col: str) -> DataFrame:
+    """Set `rule` to `conflicting_rows:<entity_col>` on every row whose entity and snapshot
+    appear more than once (after exact duplicates are gone, such rows disagree somewhere)."""
+    per_key = Window.partitionBy(entity_col, snapshot_col)
+    conflict = F.when(F.count(F.lit(1)).over(per_key) > 1, F.lit(f"conflicting_rows:{entity_col}"))
+    return deduplicated.select(
+        *[conflict.alias(c) if c == "rule" else F.col(c) for c in deduplicated.columns]
+    )
+
+
 def to_features(valid: DataFrame, t: TableSourceConfig, snapshot_col: str) -> DataFrame:
     """Entity, snapshot date, then every other column except the label and the dropped ones."""
     features = [
@@ -111,12 +122,17 @@ def update(spark: SparkSession, cfg: Config, input_path: str | None = None) -> d
         checked.unpersist()
         raise LakemlError(f"the source table at {path!r} has no rows")
     dates = [r[0] for r in checked.select(snapshot_col).distinct().collect() if r[0] is not None]
-    valid_all = checked.where(F.col("rule").isNull()).drop("rule", "value")
-    valid = valid_all.dropDuplicates()
+    valid_all = checked.where(F.col("rule").isNull())
+    deduplicated = valid_all.dropDuplicates()
     # Counted from the input, independently of what the writes below keep, so that
     # input = kept + quarantined + duplicates is a check and not an identity.
-    duplicates = valid_all.count() - valid.count()
-    quarantine = checked.where(F.col("rule").isNotNull()).select(
+    duplicates = valid_all.count() - deduplicated.count()
+    resolved = flag_conflicts(deduplicated, t.entity_col, snapshot_col)
+    valid = resolved.where(F.col("rule").isNull()).drop("rule", "value")
+    rejected = checked.where(F.col("rule").isNotNull()).unionByName(
+        resolved.where(F.col("rule").isNotNull())
+    )
+    quarantine = rejected.select(
         "value", snapshot_col, "rule", F.current_timestamp().alias("quarantined_at")
     )
     in_dates = F.col(snapshot_col).isin([F.lit(d) for d in dates])
@@ -131,10 +147,7 @@ def update(spark: SparkSession, cfg: Config, input_path: str | None = None) -> d
         tables.replace_where(df.where(in_dates), cfg.table(name), where, [snapshot_col])
     kept = tables.read(spark, cfg.table("silver")).where(in_dates).count()
     quarantined = tables.read(spark, cfg.table("quarantine")).where(in_dates).count()
-    by_rule = {
-        r["rule"]: r["count"]
-        for r in checked.where(F.col("rule").isNotNull()).groupBy("rule").count().collect()
-    }
+    by_rule = {r["rule"]: r["count"] for r in rejected.groupBy("rule").count().collect()}
     checked.unpersist()
     return {
         "input_rows": total,
