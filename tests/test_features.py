@@ -8,26 +8,13 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from lakeml import features
 from lakeml.errors import LakemlError
 from lakeml.features import build_features
+from lakeml.silver import SILVER_SCHEMA
 
-SILVER = T.StructType(
-    [
-        T.StructField("user_id", T.StringType()),
-        T.StructField("session_id", T.LongType()),
-        T.StructField("item_in_session", T.LongType()),
-        T.StructField("ts", T.TimestampType()),
-        T.StructField("event_date", T.DateType()),
-        T.StructField("page", T.StringType()),
-        T.StructField("level", T.StringType()),
-        T.StructField("artist", T.StringType()),
-        T.StructField("length", T.DoubleType()),
-        T.StructField("gender", T.StringType()),
-        T.StructField("state", T.StringType()),
-        T.StructField("platform", T.StringType()),
-        T.StructField("registration", T.TimestampType()),
-    ]
-)
+# Silver's own column types, only the columns the feature job reads.
+SILVER = T.StructType([f for f in SILVER_SCHEMA.fields if f.name in features.REQUIRED_COLUMNS])
 
 
 def utc(text: str) -> datetime:

@@ -259,19 +259,6 @@ def classify(bronze_rows: DataFrame) -> DataFrame:
     )
 
 
-def _append(df: DataFrame, path: str, app_id: str, batch_id: int, partition_by: list[str]) -> None:
-    """Append once per (app_id, batch_id): a replayed micro-batch is skipped by Delta."""
-    writer = (
-        df.write.format("delta")
-        .mode("append")
-        .option("txnAppId", app_id)
-        .option("txnVersion", batch_id)
-    )
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(path)
-
-
 def _process_batch(
     spark: SparkSession,
     batch: DataFrame,
@@ -297,7 +284,7 @@ def _process_batch(
         rejected = {r["rule"]: int(r["rows"]) for r in per_rule if r["rule"] is not None}
         if rejected or not tables.exists(spark, quarantine_path):
             quarantine = to_quarantine(classified.where(F.col("rule").isNotNull()))
-            _append(quarantine, quarantine_path, app_id, batch_id, [])
+            tables.append_once(quarantine, quarantine_path, app_id, batch_id)
 
         existing = None
         if valid is not None and tables.exists(spark, silver_path):
@@ -312,7 +299,7 @@ def _process_batch(
             F.count(F.lit(1)).alias("rows"), F.min("event_date").alias("first_day")
         ).first()
         if inserted["rows"] or not tables.exists(spark, silver_path):
-            _append(fresh, silver_path, app_id, batch_id, PARTITION_COLUMNS)
+            tables.append_once(fresh, silver_path, app_id, batch_id, PARTITION_COLUMNS)
     finally:
         classified.unpersist()
 

@@ -52,6 +52,22 @@ def replace_where(
     writer.save(path)
 
 
+def append_once(
+    df: DataFrame, path: str, app_id: str, version: int, partition_by: list[str] | None = None
+) -> None:
+    """Append once per (app_id, version) with Delta's idempotent writes: a replayed
+    micro-batch (same app id and batch id) is skipped by Delta instead of appended twice."""
+    writer = (
+        df.write.format("delta")
+        .mode("append")
+        .option("txnAppId", app_id)
+        .option("txnVersion", version)
+    )
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+
+
 def merge_insert_new(
     spark: SparkSession,
     df: DataFrame,

@@ -18,14 +18,16 @@ from typing import Any
 
 import mlflow
 import mlflow.spark
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from pyspark.errors import PySparkException
+from pyspark.ml import PipelineModel
 from pyspark.sql import SparkSession
 
 from lakeml import baseline as sk_baseline
 from lakeml import evaluate, models, registry, runlog, tracking, trainset
-from lakeml.config import Config
+from lakeml.config import Config, TrainConfig
 from lakeml.evaluate import Outcome
 from lakeml.report import Report
 from lakeml.trainset import RANDOM, TEST, TRAIN, VALIDATION, WEIGHT_COL, TrainingSet
@@ -98,6 +100,15 @@ def _merged(*counts: dict[int, int]) -> dict[int, int]:
     return {c: sum(x[c] for x in counts) for c in (0, 1)}
 
 
+def _score_test_window(
+    model: PipelineModel, ts: TrainingSet, threshold: float, t: TrainConfig
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Labels, P(churn) and the evaluation metrics of `model` on the test window."""
+    test = evaluate.collect_scores(model.transform(ts.window(TEST)), t.label_col)
+    y, p = test[evaluate.LABEL].to_numpy(), test[evaluate.SCORE].to_numpy()
+    return y, p, evaluate.binary_metrics(y, p, threshold, t.top_k_pcts)
+
+
 def train_model(
     spark: SparkSession, cfg: Config, ts: TrainingSet, cand: models.Candidate, report: Report
 ) -> Outcome:
@@ -122,9 +133,7 @@ def train_model(
         val[evaluate.LABEL], val[evaluate.SCORE], t.threshold.policy, t.threshold.top_k_pct
     )
     # Scored on test as fit on the train window, so all model types compare on equal terms.
-    test = evaluate.collect_scores(tuned.model.transform(ts.window(TEST)), t.label_col)
-    y, p = test[evaluate.LABEL].to_numpy(), test[evaluate.SCORE].to_numpy()
-    metrics = evaluate.binary_metrics(y, p, threshold, t.top_k_pcts)
+    y, p, metrics = _score_test_window(tuned.model, ts, threshold, t)
     seconds = round(time.monotonic() - started, 2)
     report.progress(
         "train.tune",
@@ -162,9 +171,7 @@ def refit_winner(
     weights = trainset.class_weights(counts, t.class_weight)
     fit = trainset.with_weights(ts.window(TRAIN, VALIDATION), weights, t.label_col)
     final = models.refit(cand, ts.spec, tuned.params, fit)
-    test = evaluate.collect_scores(final.transform(ts.window(TEST)), t.label_col)
-    y, p = test[evaluate.LABEL].to_numpy(), test[evaluate.SCORE].to_numpy()
-    metrics = evaluate.binary_metrics(y, p, tuned.threshold, t.top_k_pcts)
+    y, p, metrics = _score_test_window(final, ts, tuned.threshold, t)
     seconds = round(time.monotonic() - started, 2)
     report.progress(
         "train.refit",
