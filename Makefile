@@ -26,7 +26,7 @@ $(STAMP): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@echo "resolving the Delta jars from Maven Central into the local Ivy cache (once)"
-	$(PY) -m lakeml.spark --conf $(CONF)
+	$(PY) -m lakeml.core.session --conf $(CONF)
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv with pinned versions and fetch the Delta jars once

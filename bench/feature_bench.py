@@ -12,10 +12,10 @@ import sys
 import tempfile
 import time
 
-from lakeml.config import load_config
+from lakeml.core.config import load_config
+from lakeml.core.report import Report
+from lakeml.core.session import get_spark
 from lakeml.pipeline import run_features, run_generate
-from lakeml.report import Report
-from lakeml.spark import get_spark
 
 
 def main(conf: str = "conf/local.yaml") -> None:

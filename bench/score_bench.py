@@ -39,10 +39,12 @@ from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder as SkOneHotEncoder
 
-from lakeml import score, tables, tracking
-from lakeml.config import Config, load_config
-from lakeml.report import Report
-from lakeml.spark import get_spark
+from lakeml.core import storage
+from lakeml.core.config import Config, load_config
+from lakeml.core.report import Report
+from lakeml.core.session import get_spark
+from lakeml.scoring import scorer as score
+from lakeml.tracking import store as tracking
 
 SNAPSHOT = "2018-12-01"
 LONGS = [f"songs_{w}d" for w in (7, 14, 28)] + [f"sessions_{w}d" for w in (7, 14, 28)]
@@ -109,7 +111,7 @@ def train_and_register(spark: SparkSession, cfg: Config, table: str) -> tuple[st
         "entity_col": "user_id",
         "snapshot_col": "snapshot_date",
         "features_path": table,
-        "features_version": str(tables.version(spark, table)),
+        "features_version": str(storage.version(spark, table)),
         "train_snapshots": SNAPSHOT,
     }
     name = cfg.mlflow.registered_model

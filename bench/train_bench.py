@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from synthetic_gold import snapshot_dates, synthetic_frames, to_spark  # noqa: E402
 
-from lakeml import train  # noqa: E402
-from lakeml.config import load_config  # noqa: E402
-from lakeml.report import Report  # noqa: E402
-from lakeml.spark import get_spark  # noqa: E402
+from lakeml.core.config import load_config  # noqa: E402
+from lakeml.core.report import Report  # noqa: E402
+from lakeml.core.session import get_spark  # noqa: E402
+from lakeml.training import train  # noqa: E402
 
 
 def cpu_seconds(jvm_pid: int) -> float:

@@ -5,8 +5,8 @@ from collections.abc import Iterator
 import pytest
 from pyspark.sql import SparkSession
 
-from lakeml.config import SparkConfig
-from lakeml.spark import get_spark
+from lakeml.core.config import SparkConfig
+from lakeml.core.session import get_spark
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lakeml.config import Config, load_config
-from lakeml.errors import LakemlError
-from lakeml.report import Report
+from lakeml.core.config import Config, load_config
+from lakeml.core.errors import LakemlError
+from lakeml.core.report import Report
 
 
 def _features(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
@@ -36,13 +36,13 @@ def _train(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) ->
 
 
 def _models(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
-    from lakeml.registry import list_models
+    from lakeml.registry.versions import list_models
 
     list_models(cfg, report)
 
 
 def _promote(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
-    from lakeml.registry import promote
+    from lakeml.registry.versions import promote
 
     promote(cfg, report, version=args.version, alias=args.alias)
 
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.conf, args.overrides)
         if args.command not in NO_SPARK:
-            from lakeml.spark import get_spark
+            from lakeml.core.session import get_spark
 
             spark = get_spark(cfg.spark)
         args.func(spark, cfg, args, report)

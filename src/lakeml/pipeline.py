@@ -11,9 +11,9 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from lakeml import tables
-from lakeml.config import Config
-from lakeml.report import Report
+from lakeml.core import storage
+from lakeml.core.config import Config
+from lakeml.core.report import Report
 
 
 def raw_files_exist(spark: SparkSession, path: str) -> bool:
@@ -29,7 +29,7 @@ def raw_files_exist(spark: SparkSession, path: str) -> bool:
 def run_generate(
     spark: SparkSession, cfg: Config, report: Report, output: str | None = None
 ) -> dict[str, int]:
-    from lakeml.generate import generate_events
+    from lakeml.synthetic.generate import generate_events
 
     out = output or cfg.source_path
     with report.stage("generate"):
@@ -45,7 +45,11 @@ def run_generate(
 
 def table_summary(spark: SparkSession, path: str) -> dict[str, Any]:
     """Delta version and row count of a table, for the JSON summary."""
-    return {"path": path, "version": tables.version(spark, path), "rows": tables.count(spark, path)}
+    return {
+        "path": path,
+        "version": storage.version(spark, path),
+        "rows": storage.count(spark, path),
+    }
 
 
 def run_features(
@@ -58,7 +62,8 @@ def run_features(
     """Raw event logs -> bronze -> silver (+ quarantine) -> gold features and labels."""
     if cfg.source.kind == "table":
         return run_table_features(spark, cfg, report, input_path)
-    from lakeml import bronze, gold, silver
+    from lakeml.features import gold
+    from lakeml.ingest import bronze, silver
 
     source = input_path or cfg.source_path
     checkpoints = cfg.path(cfg.tables.checkpoints)
@@ -122,7 +127,7 @@ def run_table_features(
     spark: SparkSession, cfg: Config, report: Report, input_path: str | None = None
 ) -> dict[str, Any]:
     """A customer snapshot table -> silver (+ quarantine) -> gold features and labels."""
-    from lakeml import snapshot_table
+    from lakeml.ingest import customer_table as snapshot_table
 
     with report.stage("table"):
         t = snapshot_table.update(spark, cfg, input_path)
@@ -153,7 +158,7 @@ def run_table_features(
 
 
 def run_train(spark: SparkSession, cfg: Config, report: Report) -> dict[str, Any]:
-    from lakeml import train
+    from lakeml.training import train
 
     return train.run(spark, cfg, report)
 
@@ -166,7 +171,7 @@ def run_score(
     snapshot_date: str | None = None,
     input_path: str | None = None,
 ) -> dict[str, Any]:
-    from lakeml import score
+    from lakeml.scoring import scorer as score
 
     return score.run(
         spark, cfg, report, model_uri=model_uri, snapshot_date=snapshot_date, input_path=input_path

@@ -40,7 +40,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeml.spark import delta_maven_coordinate
+from lakeml.core.session import delta_maven_coordinate
 
 pytestmark = pytest.mark.cluster
 

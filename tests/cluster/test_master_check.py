@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from lakeml.cluster import check_master_reachable, master_addresses
-from lakeml.errors import LakemlError
+from lakeml.core.errors import LakemlError
+from lakeml.core.session import check_master_reachable, master_addresses
 
 
 @pytest.fixture

@@ -1,0 +1,389 @@
+"""Feature drift between a scored snapshot and the model's training window -> monitoring table.
+
+For every input column of the model signature: the population stability index (PSI) of its
+non-null values, PSI = sum over bins of (scored share - training share) * ln(scored / training),
+with quantile bins of the training distribution for numbers and one bin per category for
+strings (an empty bin counts as `EPSILON`), and the change in its null rate. The training
+window is the feature table at the version the model was trained on (Delta time travel),
+restricted to its training snapshots, all read from the model version's lineage tags.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import mlflow
+import pandas as pd
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, Row, SparkSession, Window
+from pyspark.sql import functions as F
+
+from lakeml.core import storage
+from lakeml.core.config import Config
+from lakeml.core.errors import LakemlError
+from lakeml.core.report import Report
+from lakeml.training import trainset
+
+# Share given to a bin one side has no values in, so the log stays finite.
+EPSILON = 1e-4
+NUMERIC_TYPES = ("long", "integer", "double", "float")
+# percentile_approx accuracy: 1/accuracy is the relative rank error of the bin edges.
+QUANTILE_ACCURACY = 1000
+LINEAGE_TAGS = ("features_path", "features_version", "train_snapshots")
+ROWS = "__rows"
+
+
+def numeric_value(name: str) -> Column:
+    """A numeric column as double, NaN counted as missing like null."""
+    return F.nanvl(F.col(name).cast("double"), F.lit(None).cast("double"))
+
+
+def quantile_edges(df: DataFrame, columns: list[str], bins: int) -> DataFrame:
+    """One row: the row count (`ROWS`) and, for each column, the inner edges of `bins`
+    equal-frequency bins."""
+    ranks = [i / bins for i in range(1, bins)]
+    return df.agg(
+        F.count(F.lit(1)).alias(ROWS),
+        *[
+            F.percentile_approx(numeric_value(c), ranks, QUANTILE_ACCURACY).alias(c)
+            for c in columns
+        ],
+    )
+
+
+def edges_from_row(row: Row | None, columns: list[str]) -> dict[str, list[float]]:
+    """Distinct, sorted edges per column (ties in the data collapse bins)."""
+    if row is None:
+        return {c: [] for c in columns}
+    return {c: sorted({float(x) for x in (row[c] or []) if x is not None}) for c in columns}
+
+
+def bin_index(name: str, cuts: list[float]) -> Column:
+    """A number's bin: how many edges lie below it, so bins are (-inf, e1], (e1, e2], ...
+    (ek, inf); null for a missing value.
+
+    One `filter` over the edge array rather than a comparison per edge: with ~75 features of
+    ten edges each, per-edge comparisons outgrow the JVM's 64 KB method limit in codegen.
+    """
+    value = numeric_value(name)
+    edges = F.array(*[F.lit(float(c)) for c in cuts]).cast("array<double>")
+    return F.when(value.isNotNull(), F.size(F.filter(edges, lambda e: e < value)))
+
+
+def binned(df: DataFrame, edges: dict[str, list[float]], categorical: list[str]) -> DataFrame:
+    """One (feature, bin) row per input value and feature; bin is null for a missing value.
+
+    A number's bin is its `bin_index` as three digits, a string's bin the category itself.
+    The bins are computed in one projection first, so the explode only copies short labels.
+    """
+    labels = [
+        F.lpad(bin_index(name, cuts).cast("string"), 3, "0").alias(name)
+        for name, cuts in edges.items()
+    ] + [F.col(name).cast("string").alias(name) for name in categorical]
+    entries = [
+        F.struct(F.lit(name).alias("feature"), F.col(name).alias("bin"))
+        for name in [*edges, *categorical]
+    ]
+    return (
+        df.select(*labels)
+        .select(F.explode(F.array(*entries)).alias("e"))
+        .select(F.col("e.feature").alias("feature"), F.col("e.bin").alias("bin"))
+    )
+
+
+def bin_counts(df: DataFrame, edges: dict[str, list[float]], categorical: list[str]) -> DataFrame:
+    """Rows per (feature, bin) that has any: quantile bins for numbers, categories for
+    strings, missing values under a null bin. An empty bin has no row (PSI treats it as 0)."""
+    if not edges and not categorical:
+        raise ValueError("bin_counts needs at least one feature")
+    return (
+        binned(df, edges, categorical).groupBy("feature", "bin").agg(F.count(F.lit(1)).alias("n"))
+    )
+
+
+def _shares(counts: DataFrame, side: str) -> tuple[DataFrame, DataFrame]:
+    """Share of each bin among a feature's non-null values, and the feature's null rate."""
+    per_feature = Window.partitionBy("feature")
+    shares = counts.filter(F.col("bin").isNotNull()).select(
+        F.col("feature"),
+        F.col("bin"),
+        (F.col("n") / F.sum("n").over(per_feature)).alias(f"share_{side}"),
+    )
+    missing = F.when(F.col("bin").isNull(), F.col("n")).otherwise(F.lit(0))
+    null_rates = counts.groupBy("feature").agg(
+        (F.sum(missing) / F.sum("n")).cast("double").alias(f"null_rate_{side}")
+    )
+    return shares, null_rates
+
+
+def psi_table(
+    train_counts: DataFrame, scored_counts: DataFrame, epsilon: float = EPSILON
+) -> DataFrame:
+    """PSI and null rates per feature from the two sides' bin counts.
+
+    PSI is null when either side has no non-null values (it compares non-null values only; the
+    null rates say what happened).
+    """
+    train_shares, train_nulls = _shares(train_counts, "train")
+    scored_shares, scored_nulls = _shares(scored_counts, "scored")
+    expected = F.greatest(F.coalesce(F.col("share_train"), F.lit(0.0)), F.lit(epsilon))
+    actual = F.greatest(F.coalesce(F.col("share_scored"), F.lit(0.0)), F.lit(epsilon))
+    psi = (
+        train_shares.join(scored_shares, on=["feature", "bin"], how="full_outer")
+        .groupBy("feature")
+        .agg(F.sum((actual - expected) * F.log(actual / expected)).alias("psi"))
+    )
+    all_missing = (F.col("null_rate_train") >= 1.0) | (F.col("null_rate_scored") >= 1.0)
+    return (
+        train_nulls.join(scored_nulls, on="feature", how="full_outer")
+        .join(psi, on="feature", how="left")
+        .select(
+            F.col("feature"),
+            F.when(all_missing, F.lit(None)).otherwise(F.col("psi")).cast("double").alias("psi"),
+            F.coalesce(F.col("null_rate_train"), F.lit(1.0)).alias("null_rate_train"),
+            F.coalesce(F.col("null_rate_scored"), F.lit(1.0)).alias("null_rate_scored"),
+        )
+    )
+
+
+def drift_rows(
+    stats: DataFrame,
+    snapshot_date: dt.date,
+    model_name: str,
+    model_version: int,
+    psi_threshold: float,
+    null_rate_threshold: float,
+) -> DataFrame:
+    """The monitoring table rows: a feature drifted if its PSI is over the threshold or its
+    null rate moved by more than the null-rate threshold."""
+    change = F.col("null_rate_scored") - F.col("null_rate_train")
+    psi_over = F.coalesce(F.col("psi") > F.lit(psi_threshold), F.lit(False))
+    nulls_moved = F.abs(change) > F.lit(null_rate_threshold)
+    return stats.select(
+        F.lit(snapshot_date).cast("date").alias("snapshot_date"),
+        F.lit(model_name).alias("model_name"),
+        F.lit(model_version).cast("int").alias("model_version"),
+        F.col("feature"),
+        F.col("psi"),
+        F.col("null_rate_train"),
+        F.col("null_rate_scored"),
+        change.alias("null_rate_change"),
+        (psi_over | nulls_moved).alias("drifted"),
+        F.current_timestamp().alias("computed_at"),
+    )
+
+
+def split_features(features: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) names from (name, signature type) pairs."""
+    numeric = [name for name, kind in features if kind in NUMERIC_TYPES]
+    return numeric, [name for name, _ in features if name not in numeric]
+
+
+def compute_drift(
+    train: DataFrame,
+    scored: DataFrame,
+    features: list[tuple[str, str]],
+    bins: int,
+    profile: Row | None = None,
+) -> DataFrame:
+    """PSI and null rates of `features` ((name, signature type) pairs), scored vs training.
+
+    `profile` is the training side's `quantile_edges` row when the caller already has it.
+    """
+    numeric, categorical = split_features(features)
+    if profile is None:
+        # A few numbers per feature: collecting them keeps the binning a column expression.
+        profile = quantile_edges(train, numeric, bins).first()
+    edges = edges_from_row(profile, numeric)
+    # A few rows per feature, each read twice by psi_table: computed once, kept on the executors.
+    train_counts = bin_counts(train, edges, categorical).localCheckpoint()
+    scored_counts = bin_counts(scored, edges, categorical).localCheckpoint()
+    return psi_table(train_counts, scored_counts)
+
+
+def drift_warnings(
+    rows: list[dict[str, Any]], psi_threshold: float, null_rate_threshold: float
+) -> list[str]:
+    """One line per drifted feature saying why, for the run summary."""
+    lines = []
+    for r in sorted(rows, key=lambda r: r["feature"]):
+        reasons = []
+        if r["psi"] is not None and r["psi"] > psi_threshold:
+            reasons.append(f"PSI {r['psi']:.3f} > {psi_threshold}")
+        if abs(r["null_rate_change"]) > null_rate_threshold:
+            reasons.append(f"null rate {r['null_rate_train']:.3f} -> {r['null_rate_scored']:.3f}")
+        if reasons:
+            lines.append(f"{r['feature']}: {'; '.join(reasons)}")
+    return lines
+
+
+# --- storage edge -----------------------------------------------------------------------------
+
+
+def training_window(
+    spark: SparkSession, tags: dict[str, str], snapshot_col: str, features: list[str]
+) -> DataFrame:
+    """The model's training rows, from its lineage tags (Delta time travel)."""
+    missing = [t for t in LINEAGE_TAGS if not tags.get(t)]
+    if missing:
+        raise LakemlError(
+            f"the model version has no {', '.join(missing)} tag, so its training window is "
+            "unknown; models registered by `lakeml train` carry it"
+        )
+    path, version = tags["features_path"], tags["features_version"]
+    try:
+        df = storage.read(spark, path, version=int(version))
+        columns = df.columns
+    except (AnalysisException, Py4JJavaError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LakemlError(
+            f"cannot read the training features {path} at version {version} ({first_line}); "
+            "was the table vacuumed or moved?"
+        ) from None
+    absent = [f for f in [snapshot_col, *features] if f not in columns]
+    if absent:
+        raise LakemlError(f"the training features {path} lack columns {', '.join(absent)}")
+    try:
+        dates = [dt.date.fromisoformat(d.strip()) for d in tags["train_snapshots"].split(",")]
+    except ValueError:
+        raise LakemlError(
+            f"the train_snapshots tag {tags['train_snapshots']!r} is not a comma-separated "
+            "list of YYYY-MM-DD dates"
+        ) from None
+    window = df.filter(F.col(snapshot_col).cast("date").isin(dates))
+    if tags.get("split_method") == trainset.RANDOM:
+        window = window.filter(random_train_rows(tags))
+    return window.select(*features)
+
+
+def random_train_rows(tags: dict[str, str]) -> Column:
+    """The train window of a random split, from its `split_fractions` and `entity_col` tags."""
+    try:
+        parts = dict(p.split("=", 1) for p in tags["split_fractions"].split(","))
+        cut = float(parts["test"]) + float(parts["validation"])
+        seed = int(parts["seed"])
+        entity = tags["entity_col"]
+    except (KeyError, ValueError):
+        raise LakemlError(
+            f"the model version's random-split tags (split_fractions="
+            f"{tags.get('split_fractions')!r}, entity_col={tags.get('entity_col')!r}) are "
+            "incomplete, so its training rows are unknown"
+        ) from None
+    return trainset.entity_bucket(entity, seed) >= F.lit(cut)
+
+
+def drift_condition(snapshot_date: dt.date, model_name: str, model_version: int) -> str:
+    name = model_name.replace("\\", "\\\\").replace("'", "\\'")
+    return (
+        f"snapshot_date = DATE'{snapshot_date.isoformat()}' AND model_name = '{name}' "
+        f"AND model_version = {int(model_version)}"
+    )
+
+
+def metric_key(text: str) -> str:
+    """A feature name as an MLflow metric key (letters, digits, _ - . / and spaces only)."""
+    return re.sub(r"[^0-9A-Za-z_\-./ ]", "_", text)
+
+
+def log_to_mlflow(
+    rows: list[dict[str, Any]],
+    cfg: Config,
+    snapshot_date: dt.date,
+    model_name: str,
+    model_version: int,
+) -> str:
+    """One monitoring run per check: PSI and null-rate change per feature, and the table."""
+    metrics = {}
+    for r in rows:
+        if r["psi"] is not None:
+            metrics[f"psi.{metric_key(r['feature'])}"] = float(r["psi"])
+        metrics[f"null_rate_change.{metric_key(r['feature'])}"] = float(r["null_rate_change"])
+    metrics["drifted_features"] = float(sum(bool(r["drifted"]) for r in rows))
+    table = pd.DataFrame(rows).assign(
+        snapshot_date=lambda d: d["snapshot_date"].astype(str),
+        computed_at=lambda d: d["computed_at"].astype(str),
+    )
+    with mlflow.start_run(
+        run_name=f"drift {model_name} v{model_version} {snapshot_date}",
+        nested=mlflow.active_run() is not None,
+        tags={
+            "lakeml.kind": "monitoring",
+            "model_name": model_name,
+            "model_version": str(model_version),
+            "snapshot_date": str(snapshot_date),
+        },
+    ) as run:
+        mlflow.log_params(
+            {
+                "psi_bins": cfg.monitor.psi_bins,
+                "psi_threshold": cfg.monitor.psi_threshold,
+                "null_rate_threshold": cfg.monitor.null_rate_threshold,
+            }
+        )
+        mlflow.log_metrics(metrics)
+        mlflow.log_table(table, artifact_file="feature_drift.json")
+    return run.info.run_id
+
+
+def check_drift(
+    spark: SparkSession,
+    cfg: Config,
+    report: Report,
+    scored: DataFrame,
+    features: list[tuple[str, str]],
+    snapshot_date: dt.date,
+    model_name: str,
+    model_version: int,
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    """Compare `scored` with the model's training window, write the drift rows (replacing this
+    snapshot and model version's), log them to MLflow and return warnings for drifted features.
+
+    Without training lineage the check is skipped with a reason, never failing the scoring.
+    """
+    snapshot_col = tags.get("snapshot_col") or cfg.train.snapshot_col
+    numeric, _ = split_features(features)
+    try:
+        train = training_window(spark, tags, snapshot_col, [name for name, _ in features])
+        profile = quantile_edges(train, numeric, cfg.monitor.psi_bins).first()
+        if profile is None or profile[ROWS] == 0:
+            raise LakemlError(
+                f"the training window ({tags['train_snapshots']}) has no rows in "
+                f"{tags['features_path']} at version {tags['features_version']}"
+            )
+    except LakemlError as exc:
+        report.progress("drift", f"skipped: {exc}")
+        return {"skipped": str(exc), "warnings": [], "table": None, "drifted_features": []}
+
+    stats = compute_drift(train, scored, features, cfg.monitor.psi_bins, profile)
+    rows_df = drift_rows(
+        stats,
+        snapshot_date,
+        model_name,
+        model_version,
+        cfg.monitor.psi_threshold,
+        cfg.monitor.null_rate_threshold,
+    )
+    # One small row per feature: compute once, then write and report the same values.
+    collected = rows_df.collect()
+    path = cfg.table("drift")
+    condition = drift_condition(snapshot_date, model_name, model_version)
+    storage.replace_where(spark.createDataFrame(collected, rows_df.schema), path, condition)
+    rows = [r.asDict() for r in collected]
+    run_id = log_to_mlflow(rows, cfg, snapshot_date, model_name, model_version)
+    warnings = drift_warnings(rows, cfg.monitor.psi_threshold, cfg.monitor.null_rate_threshold)
+    drifted = sorted(r["feature"] for r in rows if r["drifted"])
+    if warnings:
+        report.progress("drift", f"WARNING {len(warnings)} features drifted: {'; '.join(warnings)}")
+    else:
+        report.progress("drift", f"{len(rows)} features checked, none drifted")
+    return {
+        "table": {"path": path, "version": storage.version(spark, path)},
+        "features_checked": len(rows),
+        "drifted_features": drifted,
+        "warnings": warnings,
+        "mlflow_run_id": run_id,
+    }

@@ -1,0 +1,408 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chispa import assert_column_equality, assert_df_equality
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakeml.core import storage
+from lakeml.core.errors import LakemlError
+from lakeml.ingest import bronze, silver
+
+BRONZE = T.StructType(
+    [
+        T.StructField("value", T.StringType()),
+        T.StructField("source_file", T.StringType()),
+        T.StructField("ingested_at", T.TimestampType()),
+    ]
+)
+WINDOWS_UA = "Mozilla/5.0 (Windows NT 6.1; WOW64; rv:31.0) Gecko/20100101 Firefox/31.0"
+# A real eventsim (Sparkify) event: Colin Freeman playing Rockpools.
+EVENT: dict[str, Any] = {
+    "ts": 1538352117000,
+    "userId": "30",
+    "sessionId": 29,
+    "page": "NextSong",
+    "auth": "Logged In",
+    "method": "PUT",
+    "status": 200,
+    "level": "paid",
+    "itemInSession": 50,
+    "location": "Bakersfield, CA",
+    "userAgent": WINDOWS_UA,
+    "lastName": "Freeman",
+    "firstName": "Colin",
+    "registration": 1538173362000,
+    "gender": "M",
+    "artist": "Martha Tilston",
+    "song": "Rockpools",
+    "length": 277.89016,
+}
+INGESTED = datetime(2018, 10, 2, 3, 0, tzinfo=timezone.utc)
+
+
+def line(**changes: Any) -> str:
+    """EVENT as a JSON line; a change to `...` removes the field."""
+    event = {**EVENT, **changes}
+    return json.dumps({k: v for k, v in event.items() if v is not ...})
+
+
+def bronze_rows(spark: SparkSession, *values: str, source: str = "day1.json") -> DataFrame:
+    return spark.createDataFrame([(v, source, INGESTED) for v in values], BRONZE)
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=timezone.utc)
+
+
+def test_each_line_gets_the_first_rule_it_breaks(spark: SparkSession) -> None:
+    cases = [
+        (line(), None),
+        ('{"ts": 1538352117000, "userId": "3', "malformed_json"),
+        ("[1, 2]", "malformed_json"),
+        ('[{"ts": 1538352117000}]', "malformed_json"),
+        ('"just a string"', "malformed_json"),
+        ("null", "malformed_json"),
+        ("", "malformed_json"),
+        (line().replace('"', "'"), "malformed_json"),  # single quotes are not JSON
+        ("{}", "missing_field:ts"),
+        (line(ts=...), "missing_field:ts"),
+        (line(userId=None), "missing_field:userId"),
+        (line(sessionId=...), "missing_field:sessionId"),
+        (line(itemInSession=...), "missing_field:itemInSession"),
+        (line(page=...), "missing_field:page"),
+        (line(auth=...), "missing_field:auth"),
+        (line(level=...), "missing_field:level"),
+        (line(level=..., ts="yesterday"), "missing_field:level"),
+        (line(ts="yesterday"), "wrong_type:ts"),
+        (line(ts=1538352117000.5), "wrong_type:ts"),  # epoch ms are whole numbers
+        # Fits a long but lies beyond year 9999: cannot be a timestamp.
+        (line(ts=9_000_000_000_000_000), "wrong_type:ts"),
+        (line(sessionId="abc"), "wrong_type:sessionId"),
+        (line(itemInSession="first"), "wrong_type:itemInSession"),
+        (line(length="long"), "wrong_type:length"),
+        (line(registration="soon"), "wrong_type:registration"),
+        (line(status="OK"), "wrong_type:status"),
+        (line(userId=""), "missing_user_id"),
+        (line(userId="", length=-1.0), "missing_user_id"),
+        (line(length=-1.0), "negative_length"),
+        # Registered one millisecond after the event.
+        (line(registration=1538352117001), "event_before_registration"),
+        # Non-NextSong events have no length and some users no registration: both fine.
+        (line(page="Home", length=..., artist=..., song=...), None),
+        (line(registration=None), None),
+    ]
+    df = bronze_rows(spark, *[value for value, _ in cases])
+    expected = spark.createDataFrame(cases, "value string, rule string")
+
+    actual = silver.assign_rule(silver.parse_events(df)).select("value", "rule")
+
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_valid_line_becomes_the_exact_silver_row(spark: SparkSession) -> None:
+    # The canonical form hashed for event_id: typed fields in EVENT_FIELDS order (the double
+    # registration prints as 1.538173362E12), whatever the raw line's key order.
+    canonical = (
+        '{"artist":"Martha Tilston","auth":"Logged In","firstName":"Colin","gender":"M",'
+        '"itemInSession":50,"lastName":"Freeman","length":277.89016,"level":"paid",'
+        '"location":"Bakersfield, CA","method":"PUT","page":"NextSong",'
+        '"registration":1.538173362E12,"sessionId":29,"song":"Rockpools","status":200,'
+        f'"ts":1538352117000,"userAgent":"{WINDOWS_UA}","userId":"30"}}'
+    )
+    expected = spark.createDataFrame(
+        [
+            (
+                hashlib.sha256(canonical.encode()).hexdigest(),
+                "30",
+                29,
+                50,
+                utc(2018, 10, 1, 0, 1, 57),  # 1538352117 s = 2018-10-01 00:00 UTC + 117 s
+                date(2018, 10, 1),
+                "NextSong",
+                "Logged In",
+                "paid",
+                "Martha Tilston",
+                "Rockpools",
+                277.89016,
+                "M",
+                "Colin",
+                "Freeman",
+                "Bakersfield, CA",
+                "CA",
+                WINDOWS_UA,
+                "Windows",
+                utc(2018, 9, 28, 22, 22, 42),  # 1538173362 s = 2018-09-28 + 80562 s
+                "PUT",
+                200,
+                "day1.json",
+                INGESTED,
+            )
+        ],
+        silver.SILVER_SCHEMA,
+    )
+
+    parsed = silver.parse_events(bronze_rows(spark, line()))
+    actual = silver.to_silver(parsed)
+
+    assert_df_equality(actual, expected, ignore_nullable=True)
+
+
+def test_platform_comes_from_the_user_agent(spark: SparkSession) -> None:
+    agents = [
+        (WINDOWS_UA, "Windows"),
+        (
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_4) AppleWebKit/537.77.4 "
+            "(KHTML, like Gecko) Version/7.0.5 Safari/537.77.4",
+            "Mac",
+        ),
+        (
+            '"Mozilla/5.0 (iPhone; CPU iPhone OS 7_1_2 like Mac OS X) AppleWebKit/537.51.2 '
+            '(KHTML, like Gecko) Version/7.0 Mobile/11D257 Safari/9537.53"',
+            "iPhone",
+        ),
+        (
+            '"Mozilla/5.0 (iPad; CPU OS 7_1_2 like Mac OS X) AppleWebKit/537.51.2 '
+            '(KHTML, like Gecko) Version/7.0 Mobile/11D257 Safari/9537.53"',
+            "iPad",
+        ),
+        ("Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:31.0) Gecko/20100101 Firefox/31.0", "Linux"),
+        ("Mozilla/5.0 (Linux; Android 4.4.2; Nexus 5) AppleWebKit/537.36", "Android"),
+        ("curl/7.35.0", "Other"),
+        (None, "Other"),
+    ]
+    df = spark.createDataFrame(agents, "user_agent string, expected string").select(
+        silver.platform_from_user_agent(F.col("user_agent")).alias("platform"), "expected"
+    )
+
+    assert_column_equality(df, "platform", "expected")
+
+
+def test_state_is_the_text_after_the_last_comma(spark: SparkSession) -> None:
+    locations = [
+        ("Bakersfield, CA", "CA"),
+        ("New York-Newark-Jersey City, NY-NJ-PA", "NY-NJ-PA"),
+        ("Washington, Arlington, DC-VA-MD-WV ", "DC-VA-MD-WV"),
+        ("Nowhere", None),
+        ("Trailing comma, ", None),
+        (None, None),
+    ]
+    df = spark.createDataFrame(locations, "location string, expected string").select(
+        silver.state_from_location(F.col("location")).alias("state"), "expected"
+    )
+
+    assert_column_equality(df, "state", "expected")
+
+
+def test_exact_duplicates_share_an_event_id_and_enter_silver_once(spark: SparkSession) -> None:
+    colin = line()
+    # The same event with other key order, spacing and number spelling.
+    colin_again = json.dumps(dict(reversed(list(EVENT.items()))), indent=1).replace(
+        "1538173362000", "1538173362000.0"
+    )
+    later = line(ts=1538352120000, itemInSession=51)  # 3 s later: another event
+    earlier_file = bronze_rows(spark, colin_again, source="a.json")
+    df = earlier_file.union(bronze_rows(spark, colin, later, source="b.json"))
+    events = silver.to_silver(silver.parse_events(df))
+    assert events.select("event_id").distinct().count() == 2  # 3 lines, 2 events
+
+    unique = silver.drop_duplicate_events(events)
+
+    # Colin's event once (from a.json: same ingest time, first file name), the later one once.
+    expected = spark.createDataFrame(
+        [(utc(2018, 10, 1, 0, 1, 57), "a.json"), (utc(2018, 10, 1, 0, 2, 0), "b.json")],
+        "ts timestamp, source_file string",
+    )
+    assert_df_equality(
+        unique.select("ts", "source_file"), expected, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_events_already_in_silver_are_dropped(spark: SparkSession) -> None:
+    df = bronze_rows(spark, line(), line(ts=1538352120000, itemInSession=51))
+    events = silver.to_silver(silver.parse_events(df))
+    already_in_silver = events.where(F.col("item_in_session") == 50)
+
+    fresh = silver.drop_duplicate_events(events, already_in_silver)
+
+    assert [r["item_in_session"] for r in fresh.collect()] == [51]
+
+
+def test_quarantine_keeps_the_raw_line_and_the_rule(spark: SparkSession) -> None:
+    df = bronze_rows(spark, "garbage", line(userId=""), line())
+
+    staged = silver.classify(df)
+    quarantine = silver.to_quarantine(staged.where(F.col("rule").isNotNull()))
+
+    expected = spark.createDataFrame(
+        [
+            ("garbage", "day1.json", INGESTED, "malformed_json"),
+            (line(userId=""), "day1.json", INGESTED, "missing_user_id"),
+        ],
+        "value string, source_file string, ingested_at timestamp, rule string",
+    )
+    assert quarantine.schema.fieldNames() == silver.QUARANTINE_SCHEMA.fieldNames()
+    assert quarantine.where(F.col("quarantined_at").isNull()).count() == 0
+    assert_df_equality(
+        quarantine.drop("quarantined_at"), expected, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_update_without_bronze_says_to_run_bronze_first(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    with pytest.raises(LakemlError, match="no bronze table"):
+        silver.update(
+            spark, str(tmp_path / "b"), str(tmp_path / "s"), str(tmp_path / "q"), str(tmp_path)
+        )
+
+
+def write_lines(path: Path, *lines: str) -> None:
+    path.write_text("".join(f"{x}\n" for x in lines))
+
+
+def test_bronze_and_silver_runs_reconcile_and_are_incremental(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    paths = {name: str(tmp_path / name) for name in ("bronze", "silver", "quarantine")}
+
+    def run() -> tuple[dict[str, int], dict[str, Any]]:
+        b = bronze.ingest(spark, str(raw), paths["bronze"], str(tmp_path / "cp" / "bronze"))
+        s = silver.update(
+            spark,
+            paths["bronze"],
+            paths["silver"],
+            paths["quarantine"],
+            str(tmp_path / "cp" / "silver"),
+        )
+        return b, s
+
+    colin = line()  # 2018-10-01 00:01:57
+    second = line(ts=1538352120000, itemInSession=51)  # 2018-10-01 00:02:00
+    logged_out = line(userId="", auth="Logged Out", ts=1538352130000)
+    truncated = '{"ts": 1538352140000, "userId": "30", "sess'
+    write_lines(raw / "2018-10-01-events.json", colin, second, colin, logged_out, truncated)
+    write_lines(raw / "2018-10-02-events.json", "garbage", "<html>", "{{{")
+
+    b, s = run()
+
+    # 5 + 3 lines; kept: colin, second; duplicate: colin again; the other 5 quarantined.
+    assert b == {"rows": 8, "files": 2}
+    assert s == {
+        "bronze_rows": 8,
+        "silver_inserted": 2,
+        "quarantined": 5,
+        "duplicates_removed": 1,
+        "quarantine_by_rule": {"missing_user_id": 1, "malformed_json": 4},
+        "min_new_event_date": date(2018, 10, 1),
+    }
+    quarantine = storage.read(spark, paths["quarantine"]).select("value", "rule")
+    expected = spark.createDataFrame(
+        [
+            (logged_out, "missing_user_id"),
+            (truncated, "malformed_json"),
+            ("garbage", "malformed_json"),
+            ("<html>", "malformed_json"),
+            ("{{{", "malformed_json"),
+        ],
+        "value string, rule string",
+    )
+    assert_df_equality(quarantine, expected, ignore_row_order=True, ignore_nullable=True)
+
+    versions = {name: storage.version(spark, path) for name, path in paths.items()}
+    b, s = run()
+
+    assert b == {"rows": 0, "files": 0}
+    assert (s["bronze_rows"], s["silver_inserted"], s["quarantined"]) == (0, 0, 0)
+    assert (s["duplicates_removed"], s["quarantine_by_rule"], s["min_new_event_date"]) == (
+        0,
+        {},
+        None,
+    )
+    assert {name: storage.version(spark, path) for name, path in paths.items()} == versions
+
+    on_oct_3 = line(ts=1538568000000)  # 2018-10-03 12:00:00 = 1538352000 + 2*86400 + 43200
+    on_oct_2 = line(ts=1538467200000)  # 2018-10-02 08:00:00 = 1538352000 + 86400 + 28800
+    write_lines(raw / "2018-10-03-events.json", on_oct_3, second, on_oct_2)
+
+    b, s = run()
+
+    # `second` was inserted by the first run: a duplicate now. The earliest new day is Oct 2.
+    assert b == {"rows": 3, "files": 1}
+    assert s == {
+        "bronze_rows": 3,
+        "silver_inserted": 2,
+        "quarantined": 0,
+        "duplicates_removed": 1,
+        "quarantine_by_rule": {},
+        "min_new_event_date": date(2018, 10, 2),
+    }
+    assert storage.version(spark, paths["quarantine"]) == versions["quarantine"]
+    kept = storage.read(spark, paths["silver"]).select("ts", "event_date")
+    expected_kept = spark.createDataFrame(
+        [
+            (utc(2018, 10, 1, 0, 1, 57), date(2018, 10, 1)),
+            (utc(2018, 10, 1, 0, 2, 0), date(2018, 10, 1)),
+            (utc(2018, 10, 3, 12, 0, 0), date(2018, 10, 3)),
+            (utc(2018, 10, 2, 8, 0, 0), date(2018, 10, 2)),
+        ],
+        "ts timestamp, event_date date",
+    )
+    assert_df_equality(kept, expected_kept, ignore_row_order=True, ignore_nullable=True)
+    detail = DeltaTable.forPath(spark, paths["silver"]).detail().first()
+    assert detail["partitionColumns"] == ["event_date"]
+
+
+def test_batch_counts_add_up_across_micro_batches() -> None:
+    totals = {
+        "bronze_rows": 0,
+        "silver_inserted": 0,
+        "quarantined": 0,
+        "duplicates_removed": 0,
+        "quarantine_by_rule": {},
+        "min_new_event_date": None,
+    }
+    first = {
+        "bronze_rows": 10,
+        "silver_inserted": 7,
+        "quarantined": 2,
+        "duplicates_removed": 1,
+        "quarantine_by_rule": {"malformed_json": 2},
+        "min_new_event_date": date(2018, 10, 5),
+    }
+    second = {
+        "bronze_rows": 4,
+        "silver_inserted": 0,
+        "quarantined": 3,
+        "duplicates_removed": 1,
+        "quarantine_by_rule": {"malformed_json": 1, "missing_user_id": 2},
+        "min_new_event_date": None,
+    }
+    third = {
+        **second,
+        "silver_inserted": 1,
+        "quarantined": 2,
+        "min_new_event_date": date(2018, 10, 3),
+    }
+
+    for batch in (first, second, third):
+        silver._add_counts(totals, batch)
+
+    assert totals == {
+        "bronze_rows": 18,  # 10 + 4 + 4
+        "silver_inserted": 8,  # 7 + 0 + 1
+        "quarantined": 7,  # 2 + 3 + 2
+        "duplicates_removed": 3,  # 1 + 1 + 1
+        "quarantine_by_rule": {"malformed_json": 4, "missing_user_id": 4},  # 2+1+1, 2+2
+        "min_new_event_date": date(2018, 10, 3),
+    }
