@@ -35,8 +35,8 @@ UNTIL ?= score
 run: $(STAMP) ## the whole journey: generate (if absent) -> features -> train -> gate -> score (UNTIL=features|train stops early)
 	$(VENV)/bin/lakeml pipeline --conf $(CONF) --until $(UNTIL)
 
-test: $(STAMP) ## the whole test suite, the real standalone cluster + MLflow server test included
-	$(VENV)/bin/pytest -q tests
+test: $(STAMP) ## the test suite: unit and end-to-end tests, in-process on one SparkSession
+	$(VENV)/bin/pytest -q tests --ignore=tests/cluster --durations=15
 
 package: $(STAMP) dist/lakeml.zip ## build dist/lakeml-<version>-py3-none-any.whl and dist/lakeml.zip (--py-files)
 	rm -f dist/lakeml-*.whl
@@ -48,8 +48,8 @@ dist/lakeml.zip: $(STAMP) src/lakeml $(shell find src/lakeml -type f -not -path 
 	@mkdir -p dist
 	$(PY) -c 'import pathlib, zipfile; files = sorted(p for p in pathlib.Path("src/lakeml").rglob("*") if p.is_file() and "__pycache__" not in p.parts); z = zipfile.ZipFile("$@", "w", zipfile.ZIP_DEFLATED); [z.write(p, p.relative_to("src")) for p in files]; z.close()'
 
-cluster-test: package ## only the cluster tests: a standalone cluster + MLflow server here, the pipeline submitted to it
-	$(VENV)/bin/pytest -q tests/cluster
+cluster-test: package ## the real standalone cluster + MLflow server tests (CI runs them after make test)
+	$(VENV)/bin/pytest -q tests/cluster --durations=5
 
 bench: $(STAMP) ## benchmarks: feature job and scoring, as ratios over a plain Spark copy
 	$(PY) bench/feature_bench.py $(CONF)

@@ -8,6 +8,8 @@ setup(
     long_description_content_type="text/markdown",
     package_dir={"": "src"},
     packages=find_packages("src"),
+    # The driver's log4j2 config (lakeml.core.logs) ships inside the package.
+    package_data={"lakeml.core": ["log4j2.properties"]},
     python_requires=">=3.10",
     install_requires=[
         "pyspark>=4.2,<4.3",
@@ -19,6 +21,8 @@ setup(
         "scikit-learn>=1.5,<2",
         "matplotlib>=3.8,<4",
         "PyYAML>=6",
+        # Config sections are pydantic v2 models, validated at load (lakeml.core.config).
+        "pydantic>=2.7,<3",
         # The scikit-learn baseline is logged in skops format (safer than pickle).
         "skops>=0.10",
     ],

@@ -43,7 +43,8 @@ from lakeml.core import storage
 from lakeml.core.config import Config, load_config
 from lakeml.core.report import Report
 from lakeml.core.session import get_spark
-from lakeml.scoring import scorer as score
+from lakeml.pipeline import run_score
+from lakeml.scoring import contract, model_ref, scorer
 from lakeml.tracking import store as tracking
 
 SNAPSHOT = "2018-12-01"
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         spark.range(10).write.format("delta").save(f"{root}/warmup")
         client = tracking.connect(cfg)
         features = [
-            score.Feature(c, "double" if c in LONGS + DOUBLES else "string") for c in FEATURES
+            model_ref.Feature(c, "double" if c in LONGS + DOUBLES else "string") for c in FEATURES
         ]
         n = 0
 
@@ -188,8 +189,8 @@ def main(argv: list[str] | None = None) -> None:
 
         def spark_model(_: int) -> None:
             model = mlflow.spark.load_model(spark_uri)
-            conformed = score.conform_input(read(), features, "user_id", "snapshot_date")
-            score.spark_model_probability(model, conformed, "user_id").write.format("delta").save(
+            conformed = contract.conform_input(read(), features, "user_id", "snapshot_date")
+            scorer.spark_model_probability(model, conformed, "user_id").write.format("delta").save(
                 out()
             )
 
@@ -212,18 +213,18 @@ def main(argv: list[str] | None = None) -> None:
 
         def pyfunc(batch: int | None, spread: bool) -> Callable[[int], None]:
             def action(_: int) -> None:
-                settings = {score.ARROW_BATCH_CONF: str(batch)} if batch else {}
-                ref = score.resolve_model(client, pyfunc_uri)
+                settings = {scorer.ARROW_BATCH_CONF: str(batch)} if batch else {}
+                ref = model_ref.resolve_model(client, pyfunc_uri)
                 info = mlflow.models.get_model_info(ref.load_uri)
-                conformed = score.conform_input(read(), features, "user_id", "snapshot_date")
-                with score.sql_conf(spark, settings):
+                conformed = contract.conform_input(read(), features, "user_id", "snapshot_date")
+                with scorer.sql_conf(spark, settings):
                     if spread:
-                        probs, _ = score.predict(spark, info, ref, conformed, features, "user_id")
+                        probs, _ = scorer.predict(spark, info, ref, conformed, features, "user_id")
                     else:
                         udf = mlflow.pyfunc.spark_udf(
                             spark, ref.load_uri, result_type="array<double>", env_manager="local"
                         )
-                        probs = score.pyfunc_probability(udf, conformed, "user_id", features, True)
+                        probs = scorer.pyfunc_probability(udf, conformed, "user_id", features, True)
                     probs.write.format("delta").save(out())
 
             return action
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         def stage(uri: str, key: str) -> Callable[[int], None]:
             def action(_: int) -> None:
                 report = Report("bench", stream=io.StringIO())
-                score.run(spark, cfg, report, model_uri=uri)
+                run_score(spark, cfg, report, model_uri=uri)
                 # The score and drift stages' own seconds, of the last repeat.
                 stage_parts[key] = report.summary["stage_seconds"]
 

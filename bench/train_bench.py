@@ -26,7 +26,7 @@ from synthetic_gold import snapshot_dates, synthetic_frames, to_spark  # noqa: E
 from lakeml.core.config import load_config  # noqa: E402
 from lakeml.core.report import Report  # noqa: E402
 from lakeml.core.session import get_spark  # noqa: E402
-from lakeml.training import train  # noqa: E402
+from lakeml.pipeline import run_train  # noqa: E402
 
 
 def cpu_seconds(jvm_pid: int) -> float:
@@ -76,7 +76,7 @@ def main() -> None:
     for attempt in ("first training", "retrain, unchanged data"):
         report = TimedReport(jvm_pid)
         wall, cpu = time.monotonic(), cpu_seconds(jvm_pid)
-        out = train.run(spark, cfg, report)
+        out = run_train(spark, cfg, report)
         wall, cpu = time.monotonic() - wall, cpu_seconds(jvm_pid) - cpu
         stages = report.summary["stage_seconds"]
         print(f"{attempt}: {wall:.1f}s wall, {cpu:.1f} CPU s; stages {stages}")

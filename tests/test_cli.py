@@ -1,61 +1,86 @@
-"""The command line: user mistakes end in one clear line, results in a JSON last line."""
+"""The command line: user mistakes end in one clear line, results in a JSON last line.
+
+The commands run in-process on the suite's SparkSession (the CLI leaves a session it did
+not start running); one test runs the real `python -m lakeml.cli` process.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from lakeml.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def lakeml(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lakeml.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def lakeml(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `lakeml <args>` in this process from the repository root: (status, stdout, stderr)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        status = main(list(args))
+    out = capsys.readouterr()
+    return status, out.out, out.err
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("lakeml ")]
-    assert len(errors) == 1, proc.stderr
+def assert_one_line_error(status: int, stderr: str, *fragments: str) -> None:
+    assert status == 2, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("lakeml ")]
+    assert len(errors) == 1, stderr
     for fragment in fragments:
         assert fragment in errors[0]
 
 
-def test_config_typo_is_one_line_naming_the_key(tmp_path: Path) -> None:
-    proc = lakeml("features", "--set", f"storage.root={tmp_path}", "--set", "featurs.windows=[7]")
-    assert_one_line_error(proc, "unknown config key 'featurs'")
+def test_a_bad_config_value_fails_in_a_real_process_before_spark_starts(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "lakeml.cli", "pipeline", "--set", f"storage.root={tmp_path}"]
+        + ["--set", "score.risk_bands=0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 5, "a config error must not wait for Spark"
+    assert_one_line_error(proc.returncode, proc.stderr, "score.risk_bands")
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_config_file_is_one_line() -> None:
-    proc = lakeml("features", "--conf", "conf/nope.yaml")
-    assert_one_line_error(proc, "conf/nope.yaml", "not found")
+def test_config_typo_is_one_line_naming_the_key(capsys, tmp_path: Path) -> None:
+    status, _, err = lakeml(
+        capsys, "features", "--set", f"storage.root={tmp_path}", "--set", "featurs.windows=[7]"
+    )
+    assert_one_line_error(status, err, "unknown config key 'featurs'")
+
+
+def test_missing_config_file_is_one_line(capsys) -> None:
+    status, _, err = lakeml(capsys, "features", "--conf", "conf/nope.yaml")
+    assert_one_line_error(status, err, "conf/nope.yaml", "not found")
 
 
 @pytest.mark.e2e
-def test_unreadable_input_path_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
-    proc = lakeml(
-        "features", "--set", f"storage.root={tmp_path / 'root'}", "--input", str(tmp_path / "nope")
+def test_unreadable_input_path_is_one_line_and_writes_nothing(spark, capsys, tmp_path) -> None:
+    root = tmp_path / "root"
+    status, _, err = lakeml(
+        capsys, "features", "--set", f"storage.root={root}", "--input", str(tmp_path / "nope")
     )
-    assert_one_line_error(proc, str(tmp_path / "nope"))
-    assert not (tmp_path / "root" / "silver").exists()
+    assert_one_line_error(status, err, str(tmp_path / "nope"))
+    assert not (root / "silver").exists()
 
 
 @pytest.mark.e2e
 def test_a_missing_customer_table_is_one_line_and_nothing_is_generated_in_its_place(
-    tmp_path: Path,
+    spark, capsys, tmp_path: Path
 ) -> None:
     missing = tmp_path / "telco.csv"
-    proc = lakeml(
+    status, _, err = lakeml(
+        capsys,
         "pipeline",
         "--conf",
         "conf/telco.yaml",
@@ -64,26 +89,40 @@ def test_a_missing_customer_table_is_one_line_and_nothing_is_generated_in_its_pl
         "--set",
         f"source.path={missing}",
     )
-    assert_one_line_error(proc, f"cannot read a csv table at '{missing}'")
+    assert_one_line_error(status, err, f"cannot read a csv table at '{missing}'")
     assert not missing.exists()
     assert not (tmp_path / "root" / "silver").exists()
 
 
 @pytest.mark.e2e
-def test_features_prints_progress_and_a_json_summary_last(tmp_path: Path) -> None:
+def test_features_prints_progress_and_a_json_summary_last(spark, capsys, tmp_path: Path) -> None:
     root = tmp_path / "root"
     sets = ["--set", f"storage.root={root}", "--set", "generate.users=15"]
-    gen = lakeml("generate", *sets, "--set", "generate.days=16")
-    assert gen.returncode == 0, gen.stderr
-    proc = lakeml("features", *sets)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
+    status, gen_out, gen_err = lakeml(capsys, "generate", *sets, "--set", "generate.days=16")
+    assert status == 0, gen_err
+    status, out, err = lakeml(capsys, "features", *sets)
+    assert status == 0, err
+    lines = out.strip().splitlines()
     assert any(line.startswith("[lakeml] silver:") for line in lines)
     summary = json.loads(lines[-1])
     assert summary["command"] == "features"
     run = summary["features"]["this_run"]
-    assert (
-        run["bronze_rows"] == json.loads(gen.stdout.strip().splitlines()[-1])["generated"]["lines"]
-    )
+    assert run["bronze_rows"] == json.loads(gen_out.strip().splitlines()[-1])["generated"]["lines"]
     assert run["reconciles"] is True
     assert summary["features"]["tables"]["silver"]["version"] is not None
+    # The CLI did not start the session, so it left it running for the caller.
+    assert spark.sparkContext._jsc is not None
+    assert spark.range(1).count() == 1
+
+
+def test_importing_the_cli_and_pipeline_loads_no_ml_library() -> None:
+    code = (
+        "import sys, lakeml.cli, lakeml.pipeline; "
+        "print(sorted(m for m in ('pyspark.ml', 'mlflow', 'sklearn', 'pyspark.sql') "
+        "if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -36,15 +36,15 @@ def _train(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) ->
 
 
 def _models(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
-    from lakeml.registry.versions import list_models
+    from lakeml.pipeline import run_models
 
-    list_models(cfg, report)
+    run_models(cfg, report)
 
 
 def _promote(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
-    from lakeml.registry.versions import promote
+    from lakeml.pipeline import run_promote
 
-    promote(cfg, report, version=args.version, alias=args.alias)
+    run_promote(cfg, report, version=args.version, alias=args.alias)
 
 
 def _score(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
@@ -121,13 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     report = Report(args.command)
-    spark = None
+    spark, created = None, False
     try:
         cfg = load_config(args.conf, args.overrides)
         if args.command not in NO_SPARK:
+            from pyspark.sql import SparkSession
+
             from lakeml.core.session import get_spark
 
-            spark = get_spark(cfg.spark)
+            # A session already running in this process (a notebook, a test, a scheduler
+            # task) is used as it is and left running; only a session started here is stopped.
+            spark = SparkSession.getActiveSession()
+            if spark is None:
+                spark, created = get_spark(cfg.spark), True
         args.func(spark, cfg, args, report)
     except LakemlError as exc:
         print(f"lakeml {args.command}: error: {exc}", file=sys.stderr, flush=True)
@@ -136,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lakeml {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
-        if spark is not None:
+        if spark is not None and created:
             spark.stop()
     report.finish()
     return 0

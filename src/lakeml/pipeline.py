@@ -1,55 +1,53 @@
-"""The steps users run, wired from the stages: generate, features, train, score, pipeline.
+"""The one place that sequences lakeml's stages, prints progress and builds the summary.
 
-Each `run_*` reads config, calls the stage functions in order, reports progress and adds
-what the JSON summary needs. Stages never import this module.
+Each stage is a function of (session, its config section, its paths) that returns a frozen
+dataclass and never prints; the `run_*` functions here call them in order, report progress
+and add what the JSON summary needs. The CLI and `jobs/` call these functions. Stage
+modules are imported inside the functions, so importing this module (and the CLI) stays
+cheap and a config error is reported before pyspark.ml, MLflow or scikit-learn load.
 """
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import SparkSession
-
-from lakeml.core import storage
+from lakeml import summary
 from lakeml.core.config import Config
 from lakeml.core.report import Report
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
-def raw_files_exist(spark: SparkSession, path: str) -> bool:
-    """True if `path` (any Hadoop URI) is a folder holding at least one visible file."""
-    jvm = spark._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())
-    if not fs.exists(hpath):
-        return False
-    return any(not s.getPath().getName().startswith(("_", ".")) for s in fs.listStatus(hpath))
+    from lakeml.synthetic.generate import GenerateResult
 
-
-def run_generate(
-    spark: SparkSession, cfg: Config, report: Report, output: str | None = None
-) -> dict[str, int]:
-    from lakeml.synthetic.generate import generate_events
-
-    out = output or cfg.source_path
-    with report.stage("generate"):
-        stats = generate_events(spark, cfg.generate, out)
-    report.progress(
-        "generate",
-        f"{stats['lines']} lines in {stats['files']} daily files for {stats['users']} users "
-        f"-> {out}",
-    )
-    report.add(raw_path=out, generated=stats)
-    return stats
+STEPS = ("features", "train", "score")
 
 
 def table_summary(spark: SparkSession, path: str) -> dict[str, Any]:
     """Delta version and row count of a table, for the JSON summary."""
+    from lakeml.core import storage
+
     return {
         "path": path,
         "version": storage.version(spark, path),
         "rows": storage.count(spark, path),
     }
+
+
+def run_generate(
+    spark: SparkSession, cfg: Config, report: Report, output: str | None = None
+) -> GenerateResult:
+    from lakeml.synthetic.generate import generate_events
+
+    out = output or cfg.source_path
+    with report.stage("generate"):
+        result = generate_events(spark, cfg.generate, out)
+    report.progress(
+        "generate",
+        f"{result.lines} lines in {result.files} daily files for {result.users} users -> {out}",
+    )
+    report.add(raw_path=out, generated=result.as_dict())
+    return result
 
 
 def run_features(
@@ -66,101 +64,159 @@ def run_features(
     from lakeml.ingest import bronze, silver
 
     source = input_path or cfg.source_path
-    checkpoints = cfg.path(cfg.tables.checkpoints)
-    # One bronze checkpoint per input folder, so --input can point at another folder.
-    source_key = hashlib.sha1(source.encode()).hexdigest()[:12]
     with report.stage("bronze"):
-        b = bronze.ingest(spark, source, cfg.table("bronze"), f"{checkpoints}/bronze/{source_key}")
-    report.progress("bronze", f"{b['rows']} new raw lines from {b['files']} new files")
+        b = bronze.ingest(spark, source, cfg.table("bronze"))
+    report.progress("bronze", f"{b.rows} new raw lines from {b.files} new files")
     with report.stage("silver"):
-        s = silver.update(
-            spark,
-            cfg.table("bronze"),
-            cfg.table("silver"),
-            cfg.table("quarantine"),
-            f"{checkpoints}/silver",
-        )
+        s = silver.update(spark, cfg.table("bronze"), cfg.table("silver"), cfg.table("quarantine"))
     report.progress(
         "silver",
-        f"{s['silver_inserted']} events kept, {s['quarantined']} quarantined "
-        f"{s['quarantine_by_rule']}, {s['duplicates_removed']} duplicates removed",
+        f"{s.silver_inserted} events kept, {s.quarantined} quarantined "
+        f"{s.quarantine_by_rule}, {s.duplicates_removed} duplicates removed",
+    )
+    paths = gold.GoldPaths(
+        cfg.table("silver"), cfg.table("quarantine"), cfg.table("features"), cfg.table("labels")
     )
     with report.stage("gold"):
-        g = gold.update(
-            spark,
-            cfg,
-            cfg.table("silver"),
-            cfg.table("features"),
-            cfg.table("labels"),
-            s["min_new_event_date"],
-            full_refresh=full_refresh,
-        )
+        g = gold.update(spark, cfg.features, paths, s.min_new_event_date, full_refresh)
     report.progress(
         "gold",
-        f"{len(g['snapshots_computed'])} snapshots computed, {g['snapshots_total']} in all "
-        f"({g['labelled_snapshots']} labelled)",
+        f"{len(g.snapshots_computed)} snapshots computed, {g.snapshots_total} in all "
+        f"({g.labelled_snapshots} labelled)",
     )
-    summary = {
-        "input": source,
-        "this_run": {
-            "bronze_rows": b["rows"],
-            "bronze_files": b["files"],
-            "silver_inserted": s["silver_inserted"],
-            "quarantined": s["quarantined"],
-            "duplicates_removed": s["duplicates_removed"],
-            "quarantine_by_rule": s["quarantine_by_rule"],
-            # Every bronze row this run is accounted for: kept, quarantined or a duplicate.
-            "reconciles": s["bronze_rows"]
-            == s["silver_inserted"] + s["quarantined"] + s["duplicates_removed"],
-            "snapshots_computed": g["snapshots_computed"],
-        },
-        "tables": {
-            name: table_summary(spark, cfg.table(name))
-            for name in ("bronze", "silver", "quarantine", "features", "labels")
-        },
+    this_run = {
+        "bronze_rows": b.rows,
+        "bronze_files": b.files,
+        "silver_inserted": s.silver_inserted,
+        "quarantined": s.quarantined,
+        "duplicates_removed": s.duplicates_removed,
+        "quarantine_by_rule": s.quarantine_by_rule,
+        # Every bronze row this run is accounted for: kept, quarantined or a duplicate.
+        "reconciles": s.reconciles,
+        "snapshots_computed": g.snapshots_computed,
     }
-    report.add(features=summary)
-    return summary
+    names = ("bronze", "silver", "quarantine", "features", "labels")
+    return _features_summary(spark, cfg, report, source, this_run, names)
 
 
 def run_table_features(
     spark: SparkSession, cfg: Config, report: Report, input_path: str | None = None
 ) -> dict[str, Any]:
     """A customer snapshot table -> silver (+ quarantine) -> gold features and labels."""
-    from lakeml.ingest import customer_table as snapshot_table
+    from lakeml.ingest import customer_table
 
+    source = input_path or cfg.source_path
+    names = ("silver", "quarantine", "features", "labels")
     with report.stage("table"):
-        t = snapshot_table.update(spark, cfg, input_path)
+        t = customer_table.update(
+            spark,
+            cfg.source.table,
+            source,
+            cfg.train.snapshot_col,
+            cfg.train.label_col,
+            {name: cfg.table(name) for name in names},
+        )
     report.progress(
         "table",
-        f"{t['silver_rows']} rows kept, {t['quarantined']} quarantined {t['quarantine_by_rule']}, "
-        f"{t['duplicates_removed']} duplicates removed, snapshots {t['snapshots']}",
+        f"{t.silver_rows} rows kept, {t.quarantined} quarantined {t.quarantine_by_rule}, "
+        f"{t.duplicates_removed} duplicates removed, snapshots {t.snapshots}",
     )
-    summary = {
-        "input": input_path or cfg.source_path,
-        "this_run": {
-            "bronze_rows": t["input_rows"],
-            "silver_inserted": t["silver_rows"],
-            "quarantined": t["quarantined"],
-            "duplicates_removed": t["duplicates_removed"],
-            "quarantine_by_rule": t["quarantine_by_rule"],
-            "reconciles": t["input_rows"]
-            == t["silver_rows"] + t["quarantined"] + t["duplicates_removed"],
-            "snapshots_computed": t["snapshots"],
-        },
-        "tables": {
-            name: table_summary(spark, cfg.table(name))
-            for name in ("silver", "quarantine", "features", "labels")
-        },
+    this_run = {
+        "bronze_rows": t.input_rows,
+        "silver_inserted": t.silver_rows,
+        "quarantined": t.quarantined,
+        "duplicates_removed": t.duplicates_removed,
+        "quarantine_by_rule": t.quarantine_by_rule,
+        "reconciles": t.reconciles,
+        "snapshots_computed": t.snapshots,
     }
-    report.add(features=summary)
-    return summary
+    return _features_summary(spark, cfg, report, source, this_run, names)
+
+
+def _features_summary(
+    spark: SparkSession,
+    cfg: Config,
+    report: Report,
+    source: str,
+    this_run: dict[str, Any],
+    names: tuple[str, ...],
+) -> dict[str, Any]:
+    tables = {name: table_summary(spark, cfg.table(name)) for name in names}
+    out = {"input": source, "this_run": this_run, "tables": tables}
+    report.add(features=out)
+    return out
 
 
 def run_train(spark: SparkSession, cfg: Config, report: Report) -> dict[str, Any]:
-    from lakeml.training import train
+    """Training set -> tune each model type -> refit the winner -> baseline -> MLflow runs
+    -> register the winner as challenger and gate the champion."""
+    from lakeml.training import models, trainset
 
-    return train.run(spark, cfg, report)
+    t = cfg.train
+    # Fail fast, before reading data: an unknown grid param; then the data's own checks
+    # (too few labelled snapshots, one class only), before MLflow and scikit-learn load.
+    candidates = models.candidates(t.models, t.label_col, trainset.WEIGHT_COL, t.seed)
+    with report.stage("train.data"):
+        ts = trainset.load_training_set(spark, t, cfg.table("features"), cfg.table("labels"))
+    for line in summary.data_lines(ts):
+        report.progress("train.data", line)
+    try:
+        import mlflow
+
+        from lakeml.registry.register import Registration, register_and_gate
+        from lakeml.tracking import store
+        from lakeml.training import runlog, tune
+
+        client = store.connect(cfg)
+        with report.stage("train.tune"):
+            outcomes = []
+            for cand in candidates:
+                outcomes.append(tune.train_model(spark, t, ts, cand))
+                report.progress("train.tune", summary.tuned_line(outcomes[-1], t.primary_metric))
+        best = tune.best_outcome(outcomes)
+        report.progress(
+            "train.tune", f"winner on validation {t.primary_metric}: {outcomes[best].name}"
+        )
+        with report.stage("train.refit"):
+            winner = tune.refit_winner(t, ts, candidates[best], outcomes[best])
+        report.progress("train.refit", summary.refit_line(winner))
+        base = None
+        if t.baseline.enabled:
+            with report.stage("train.baseline"):
+                base = tune.train_baseline(t, ts)
+            report.progress("train.baseline", summary.baseline_line(base))
+        with mlflow.start_run(run_name="train", tags={"lakeml.command": "train"}) as parent:
+            with report.stage("train.log"):
+                config = (cfg.digest(), cfg.raw)
+                logged = runlog.log_runs(t, config, ts, outcomes, winner, base)
+            report.progress(
+                "train.log",
+                f"parent run {parent.info.run_id}: {len(logged.runs)} nested runs; model "
+                f"logging {logged.model_seconds}s, everything else {logged.other_seconds}s",
+            )
+            registration = Registration(cfg.mlflow.registered_model, t, cfg.digest())
+            with report.stage("train.gate"):
+                gate = register_and_gate(
+                    client,
+                    registration,
+                    ts,
+                    winner,
+                    logged.model_uris[winner.name],
+                    base,
+                    logged.model_uris.get(tune.BASELINE),
+                )
+            report.progress(
+                "train.gate",
+                f"{registration.name} v{gate.version} ({winner.name}) is challenger; "
+                f"{gate.decision}: {'; '.join(gate.reasons)}",
+            )
+    finally:
+        ts.cached.unpersist()
+    out = summary.train_summary(cfg, ts, outcomes, winner, base, parent.info.run_id, logged, gate)
+    report.add(train=out)
+    models_seen = [*outcomes, winner, *([base] if base else [])]
+    lines = summary.train_lines(cfg.mlflow.registered_model, t.top_k_pcts, models_seen, out)
+    return {**out, "summary_lines": lines}
 
 
 def run_score(
@@ -171,14 +227,98 @@ def run_score(
     snapshot_date: str | None = None,
     input_path: str | None = None,
 ) -> dict[str, Any]:
-    from lakeml.scoring import scorer as score
+    """Resolve the model, check the input against its signature, score one snapshot into
+    the scores table; then compare the scored features with the training window."""
+    from lakeml.scoring import contract, drift, model_ref, scorer
+    from lakeml.tracking import store
+    from lakeml.tracking import tags as tag
 
-    return score.run(
-        spark, cfg, report, model_uri=model_uri, snapshot_date=snapshot_date, input_path=input_path
+    client = store.connect(cfg)
+    uri = model_uri or cfg.model_uri
+    with report.stage("score"):
+        ref = model_ref.resolve_model(client, uri)
+        report.progress("score", f"{uri} -> {ref.name} version {ref.version} (run {ref.run_id})")
+        info, features = model_ref.load_model_info(ref, uri)
+        spec = contract.InputSpec(
+            source=input_path or cfg.table("features"),
+            snapshot_date=snapshot_date,
+            uri=uri,
+            features=features,
+            pyfunc="spark" not in info.flavors,
+            entity_col=ref.tag(tag.ENTITY_COL, cfg.train.entity_col),
+            snapshot_col=ref.tag(tag.SNAPSHOT_COL, cfg.train.snapshot_col),
+        )
+        data = contract.load_input(spark, spec)
+        report.progress(
+            "score", f"{data.count} rows of snapshot {data.snapshot} from {data.source}"
+        )
+        if not ref.tags.get(tag.THRESHOLD):
+            report.progress(
+                "score", f"model has no threshold tag; labelling at {scorer.DEFAULT_THRESHOLD}"
+            )
+        result = scorer.score(spark, cfg.score, cfg.table("scores"), uri, ref, info, features, data)
+        report.progress(
+            "score",
+            f"{data.count} rows scored with the {result.scorer} scorer -> {result.scores_path} "
+            f"(Delta version {result.scores_version})",
+        )
+    with report.stage("drift"):
+        d = drift.check_drift(
+            spark,
+            cfg.monitor,
+            cfg.table("drift"),
+            data.rows,
+            [(f.name, f.type) for f in features],
+            data.snapshot,
+            (ref.name, ref.version, ref.tags),
+            data.snapshot_col,
+        )
+    if d.skipped:
+        report.progress("drift", f"skipped: {d.skipped}")
+    elif d.warnings:
+        for warning in d.warnings:
+            report.progress("drift", f"WARNING {warning}")
+    else:
+        report.progress("drift", f"{d.features_checked} features checked, none drifted")
+    out = summary.score_summary(result, d)
+    report.add(score=out, drift_warnings=d.warnings)
+    lines = summary.score_lines(out, d, cfg.table("drift"))
+    return {**out, "drift_warnings": d.warnings, "summary_lines": lines}
+
+
+def run_models(cfg: Config, report: Report) -> None:
+    """Print the versions of the churn model and its baseline, newest first."""
+    from lakeml.registry import versions
+    from lakeml.tracking import store
+
+    name = cfg.mlflow.registered_model
+    rows = versions.list_versions(store.connect(cfg), [name, f"{name}-baseline"])
+    if not rows:
+        report.progress("models", f"no versions of {name!r} registered yet; run `lakeml train`")
+    else:
+        for line in summary.models_table(rows):
+            print(line, flush=True)
+    report.add(
+        registered_model=name, tracking_uri=cfg.tracking_uri, models=summary.rows_as_dicts(rows)
     )
 
 
-STEPS = ("features", "train", "score")
+def run_promote(cfg: Config, report: Report, version: str, alias: str = "champion") -> None:
+    """Point `alias` at `version` by hand (e.g. roll back the champion)."""
+    from lakeml.registry import versions
+    from lakeml.tracking import store
+
+    p = versions.promote(store.connect(cfg), cfg.mlflow.registered_model, version, alias)
+    report.progress("promote", f"{p.model}@{p.alias}: v{p.previous_version or '-'} -> v{p.version}")
+    report.add(
+        promoted={
+            "model": p.model,
+            "alias": p.alias,
+            "version": p.version,
+            "previous_version": p.previous_version,
+            "model_uri": p.model_uri,
+        }
+    )
 
 
 def run_pipeline(
@@ -192,34 +332,30 @@ def run_pipeline(
 
     `until` stops after that step (features, train or score).
     """
+    from lakeml.core import files
+
     source = input_path or cfg.source_path
     if cfg.source.kind == "table":
         # A customer table is data to read, never something to make up: a missing file is
         # the table step's error, not a reason to write synthetic events in its place.
         report.progress("generate", f"skipped: source.kind is table, reading {source}")
-    elif input_path is None and not raw_files_exist(spark, source):
+    elif input_path is None and not files.has_files(spark, source):
         run_generate(spark, cfg, report)
     else:
         report.progress("generate", f"skipped: using the input at {source}")
     features = run_features(spark, cfg, report, input_path=input_path)
-    if until == "features":
-        print_human_summary(cfg, report, features, {}, {})
-        return report.summary
-    trained = run_train(spark, cfg, report)
-    if until == "train":
-        print_human_summary(cfg, report, features, trained, {})
-        return report.summary
-    scored = run_score(spark, cfg, report)
-    print_human_summary(cfg, report, features, trained, scored)
+    trained: dict[str, Any] = {}
+    scored: dict[str, Any] = {}
+    if until != "features":
+        trained = run_train(spark, cfg, report)
+    if until == "score":
+        scored = run_score(spark, cfg, report)
+    print_human_summary(cfg, features, trained, scored)
     return report.summary
 
 
 def print_human_summary(
-    cfg: Config,
-    report: Report,
-    features: dict[str, Any],
-    trained: dict[str, Any],
-    scored: dict[str, Any],
+    cfg: Config, features: dict[str, Any], trained: dict[str, Any], scored: dict[str, Any]
 ) -> None:
     """What happened and where to look, for a person, before the JSON line."""
     t = features["tables"]
@@ -229,12 +365,8 @@ def print_human_summary(
         f"  raw rows read this run: {features['this_run']['bronze_rows']}",
         f"  silver events: {t['silver']['rows']}, quarantined: {t['quarantine']['rows']}",
         f"  feature rows: {t['features']['rows']}, label rows: {t['labels']['rows']}",
-    ]
-    for line in trained.get("summary_lines", []):
-        lines.append(f"  {line}")
-    for line in scored.get("summary_lines", []):
-        lines.append(f"  {line}")
-    lines += [
+        *[f"  {line}" for line in trained.get("summary_lines", [])],
+        *[f"  {line}" for line in scored.get("summary_lines", [])],
         "  where to look:",
         *[f"    {name}: {info['path']}" for name, info in t.items()],
         f"    scores: {cfg.table('scores')}",

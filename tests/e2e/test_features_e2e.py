@@ -56,7 +56,7 @@ def versions(spark: SparkSession, cfg: Config) -> dict[str, int | None]:
 def generated(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """35 days of events for 40 users, generated once for the module."""
     raw = tmp_path_factory.mktemp("raw")
-    stats = generate_events(spark, config(raw).generate, str(raw))
+    stats = generate_events(spark, config(raw).generate, str(raw)).as_dict()
     return raw, stats
 
 

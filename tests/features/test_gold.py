@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeml.core import storage
-from lakeml.core.config import Config, FeaturesConfig, SnapshotConfig, StorageConfig
+from lakeml.core.config import FeaturesConfig, SnapshotConfig
 from lakeml.core.errors import LakemlError
 from lakeml.features import events as features
 from lakeml.features import gold
-from lakeml.features.gold import Plan, plan_refresh
+from lakeml.features.gold import GoldPaths, Plan, plan_refresh
 from lakeml.ingest.silver import SILVER_SCHEMA
 
 # Silver's own column types, only the columns the feature job reads.
@@ -46,14 +47,11 @@ def append_silver(spark: SparkSession, path: str, rows: list[tuple[Any, ...]]) -
     spark.createDataFrame(rows, SILVER).write.format("delta").mode("append").save(path)
 
 
-def config(tmp_path: Path) -> Config:
-    return Config(
-        storage=StorageConfig(root=str(tmp_path)),
-        features=FeaturesConfig(
-            windows=[7],
-            label_horizon_days=2,
-            snapshots=SnapshotConfig(every_days=1, min_history_days=7),
-        ),
+def config(tmp_path: Path) -> FeaturesConfig:
+    return FeaturesConfig(
+        windows=[7],
+        label_horizon_days=2,
+        snapshots=SnapshotConfig(every_days=1, min_history_days=7),
     )
 
 
@@ -76,11 +74,13 @@ def test_update_is_idempotent_a_second_call_writes_nothing(
     silver, features, labels = paths(tmp_path)
     append_silver(spark, silver, ten_days())
 
-    first = gold.update(spark, cfg, silver, features, labels, d("2018-10-01"))
+    first = gold.update(
+        spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), d("2018-10-01")
+    )
     # D = 10-10; series 10-11, 10-10, 10-09, 10-08 (>= 10-01 + 7 days).
     # Populations: 10-08 a b c, 10-09 a b c (c cancels on S), 10-10 a b, 10-11 a b -> 10 rows.
     # Labelled (S + 1 <= 10-10): 10-08 and 10-09, 3 users each -> 6 rows.
-    assert first == {
+    assert asdict(first) == {
         "snapshots_computed": ["2018-10-08", "2018-10-09", "2018-10-10", "2018-10-11"],
         "feature_rows": 10,
         "label_rows": 6,
@@ -96,8 +96,8 @@ def test_update_is_idempotent_a_second_call_writes_nothing(
     )
     versions = (storage.version(spark, features), storage.version(spark, labels))
 
-    again = gold.update(spark, cfg, silver, features, labels, None)
-    assert again == {
+    again = gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), None)
+    assert asdict(again) == {
         "snapshots_computed": [],
         "feature_rows": 0,
         "label_rows": 0,
@@ -119,17 +119,21 @@ def test_appending_a_day_rewrites_only_new_and_affected_snapshots(
     cfg = config(tmp_path)
     silver, features, labels = paths(tmp_path)
     append_silver(spark, silver, ten_days())
-    gold.update(spark, cfg, silver, features, labels, d("2018-10-01"))
+    gold.update(
+        spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), d("2018-10-01")
+    )
     before = storage.version(spark, features), storage.version(spark, labels)
 
     # Day 10-11 arrives: a listens, b cancels.
     append_silver(spark, silver, [ev("a", "2018-10-11", session=11), ev("b", "2018-10-11", CANCEL)])
-    result = gold.update(spark, cfg, silver, features, labels, d("2018-10-11"))
+    result = gold.update(
+        spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), d("2018-10-11")
+    )
 
     # D = 10-11. Features change only for S > 10-11: the new 10-12 (a only; b cancelled
     # 10-11). Labels change for S > 10-11 - 2 days = 10-09 among the labelled (S + 1 <=
     # 10-11): 10-10, which is also newly observed; b cancels in its horizon [10-10, 10-11].
-    assert result == {
+    assert asdict(result) == {
         "snapshots_computed": ["2018-10-10", "2018-10-12"],
         "feature_rows": 1,
         "label_rows": 2,
@@ -161,11 +165,19 @@ def test_full_refresh_recomputes_every_snapshot(spark: SparkSession, tmp_path: P
     cfg = config(tmp_path)
     silver, features, labels = paths(tmp_path)
     append_silver(spark, silver, ten_days())
-    gold.update(spark, cfg, silver, features, labels, d("2018-10-01"))
-    result = gold.update(spark, cfg, silver, features, labels, None, full_refresh=True)
+    gold.update(
+        spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), d("2018-10-01")
+    )
+    result = gold.update(
+        spark,
+        cfg,
+        GoldPaths(silver, str(tmp_path / "q"), features, labels),
+        None,
+        full_refresh=True,
+    )
     # same 4 snapshots, 10 feature and 6 label rows as the first build
-    assert result["snapshots_computed"] == ["2018-10-08", "2018-10-09", "2018-10-10", "2018-10-11"]
-    assert (result["feature_rows"], result["label_rows"]) == (10, 6)
+    assert result.snapshots_computed == ["2018-10-08", "2018-10-09", "2018-10-10", "2018-10-11"]
+    assert (result.feature_rows, result.label_rows) == (10, 6)
     assert storage.count(spark, features) == 10
 
 
@@ -173,7 +185,9 @@ def test_silver_without_rows_is_a_clear_error(spark: SparkSession, tmp_path: Pat
     silver, features, labels = paths(tmp_path)
     append_silver(spark, silver, [])
     with pytest.raises(LakemlError, match="no valid events in silver.*quarantine"):
-        gold.update(spark, config(tmp_path), silver, features, labels, None)
+        gold.update(
+            spark, config(tmp_path), GoldPaths(silver, str(tmp_path / "q"), features, labels), None
+        )
 
 
 def test_plan_rebuilds_missing_tables_and_refreshes_what_new_events_can_change() -> None:

@@ -58,6 +58,44 @@ def test_clean_types_values_and_names_the_rule_each_bad_row_failed(spark: SparkS
     assert_df_equality(got, expected, ignore_nullable=True)
 
 
+def test_exact_duplicates_are_marked_and_disagreeing_rows_flagged(spark: SparkSession) -> None:
+    day = dt.date(2024, 1, 31)
+    checked = spark.createDataFrame(
+        [
+            ("A", 1, day, None),
+            ("A", 1, day, None),  # an exact copy of the row above
+            ("A", 1, day, None),  # and another
+            ("E", 7, day, None),
+            ("E", 8, day, None),  # E twice with different tenure: which is true is unknown
+            ("F", 2, day, "wrong_type:tenure"),
+            ("F", 2, day, "wrong_type:tenure"),  # rejected rows are never duplicates
+            ("G", 3, day, None),
+            ("G", None, day, "wrong_type:tenure"),  # a rejected row does not conflict
+        ],
+        "customerID string, tenure int, snapshot_date date, rule string",
+    )
+    conflict = "conflicting_rows:customerID"
+    expected = spark.createDataFrame(
+        [
+            ("A", 1, day, None, False),
+            ("A", 1, day, None, True),
+            ("A", 1, day, None, True),
+            ("E", 7, day, conflict, False),
+            ("E", 8, day, conflict, False),
+            ("F", 2, day, "wrong_type:tenure", False),
+            ("F", 2, day, "wrong_type:tenure", False),
+            ("G", 3, day, None, False),
+            ("G", None, day, "wrong_type:tenure", False),
+        ],
+        "customerID string, tenure int, snapshot_date date, rule string, duplicate boolean",
+    )
+
+    marked = snapshot_table.mark_duplicates(checked)
+    judged = snapshot_table.flag_conflicts(marked, "customerID", "snapshot_date")
+
+    assert_df_equality(judged, expected, ignore_row_order=True, ignore_nullable=True)
+
+
 def test_features_and_labels_by_configuration(spark: SparkSession, tmp_path: Path) -> None:
     csv = tmp_path / "telco.csv"
     lines = ["customerID,tenure,Contract,TotalCharges,Churn"]
@@ -78,18 +116,30 @@ def test_features_and_labels_by_configuration(spark: SparkSession, tmp_path: Pat
             "train.entity_col=customerID",
         ],
     )
-    result = snapshot_table.update(spark, cfg)
+    paths = {name: cfg.table(name) for name in ("silver", "quarantine", "features", "labels")}
+
+    def update() -> snapshot_table.TableResult:
+        t = cfg.source.table
+        return snapshot_table.update(spark, t, str(csv), "snapshot_date", "churned", paths)
+
+    result = update()
     # 8 input rows = 3 kept (A, B, D) + 4 quarantined (C, blank id, E twice) + 1 duplicate of A.
-    assert (result["input_rows"], result["silver_rows"], result["quarantined"]) == (8, 3, 4)
-    assert result["duplicates_removed"] == 1
-    assert result["quarantine_by_rule"] == {
-        "wrong_type:tenure": 1,
-        "missing_field:customerID": 1,
-        "conflicting_rows:customerID": 2,
-    }
+    assert result == snapshot_table.TableResult(
+        input_rows=8,
+        silver_rows=3,
+        quarantined=4,
+        quarantine_by_rule={
+            "wrong_type:tenure": 1,
+            "missing_field:customerID": 1,
+            "conflicting_rows:customerID": 2,
+        },
+        duplicates_removed=1,
+        snapshots=["2024-01-31"],
+    )
+    assert result.reconciles
     day = dt.date(2024, 1, 31)
     assert_df_equality(
-        storage.read(spark, cfg.table("labels")).select("customerID", "snapshot_date", "churned"),
+        storage.read(spark, paths["labels"]).select("customerID", "snapshot_date", "churned"),
         spark.createDataFrame(
             [("A", day, 0), ("B", day, 0), ("D", day, 1)],
             "customerID string, snapshot_date date, churned int",
@@ -97,12 +147,26 @@ def test_features_and_labels_by_configuration(spark: SparkSession, tmp_path: Pat
         ignore_row_order=True,
         ignore_nullable=True,
     )
-    features = storage.read(spark, cfg.table("features"))
+    features = storage.read(spark, paths["features"])
     assert features.columns == ["customerID", "snapshot_date", "tenure", "Contract", "TotalCharges"]
-    version = storage.version(spark, cfg.table("features"))
-    snapshot_table.update(spark, cfg)  # rerun: same rows, not appended twice
-    assert storage.read(spark, cfg.table("features")).count() == 3
-    assert storage.version(spark, cfg.table("features")) == version + 1
+    assert storage.read(spark, paths["silver"]).count() == 3
+    assert storage.read(spark, paths["quarantine"]).count() == 4
+    versions = {name: storage.version(spark, path) for name, path in paths.items()}
+
+    assert update() == result  # rerun: same rows, not appended twice
+
+    assert storage.read(spark, paths["features"]).count() == 3
+    assert storage.read(spark, paths["quarantine"]).count() == 4
+    # One commit per table per run.
+    assert {name: storage.version(spark, p) for name, p in paths.items()} == {
+        name: v + 1 for name, v in versions.items()
+    }
+
+
+def test_missing_input_is_a_clear_error(spark: SparkSession, tmp_path: Path) -> None:
+    paths = {name: str(tmp_path / name) for name in ("silver", "quarantine", "features", "labels")}
+    with pytest.raises(LakemlError, match="cannot read a csv table at"):
+        snapshot_table.update(spark, TELCO, str(tmp_path / "nope.csv"), "snapshot_date", "y", paths)
 
 
 def test_missing_configured_column_is_a_clear_error(spark: SparkSession) -> None:

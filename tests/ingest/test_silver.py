@@ -260,53 +260,70 @@ def test_update_without_bronze_says_to_run_bronze_first(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     with pytest.raises(LakemlError, match="no bronze table"):
-        silver.update(
-            spark, str(tmp_path / "b"), str(tmp_path / "s"), str(tmp_path / "q"), str(tmp_path)
-        )
+        silver.update(spark, str(tmp_path / "b"), str(tmp_path / "s"), str(tmp_path / "q"))
+
+
+def test_counts_reconcile_when_every_row_is_kept_rejected_or_a_duplicate() -> None:
+    assert silver.SilverResult(10, 7, 2, 1, {"malformed_json": 2}, date(2018, 10, 5)).reconciles
+    assert not silver.SilverResult(10, 7, 2, 0, {"malformed_json": 2}, None).reconciles
 
 
 def write_lines(path: Path, *lines: str) -> None:
     path.write_text("".join(f"{x}\n" for x in lines))
 
 
+class Lake:
+    """A raw folder and the bronze, silver and quarantine tables of one test."""
+
+    def __init__(self, spark: SparkSession, root: Path) -> None:
+        self.spark, self.raw = spark, root / "raw"
+        self.raw.mkdir()
+        self.paths = {name: str(root / name) for name in ("bronze", "silver", "quarantine")}
+
+    def run(self) -> tuple[bronze.BronzeResult, silver.SilverResult]:
+        b = bronze.ingest(self.spark, str(self.raw), self.paths["bronze"])
+        return b, self.update()
+
+    def update(self) -> silver.SilverResult:
+        p = self.paths
+        return silver.update(self.spark, p["bronze"], p["silver"], p["quarantine"])
+
+    def versions(self) -> dict[str, int | None]:
+        return {name: storage.version(self.spark, path) for name, path in self.paths.items()}
+
+    def table(self, name: str) -> DataFrame:
+        return storage.read(self.spark, self.paths[name])
+
+
+NOTHING_NEW = silver.SilverResult(0, 0, 0, 0, {}, None)
+
+
 def test_bronze_and_silver_runs_reconcile_and_are_incremental(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    paths = {name: str(tmp_path / name) for name in ("bronze", "silver", "quarantine")}
-
-    def run() -> tuple[dict[str, int], dict[str, Any]]:
-        b = bronze.ingest(spark, str(raw), paths["bronze"], str(tmp_path / "cp" / "bronze"))
-        s = silver.update(
-            spark,
-            paths["bronze"],
-            paths["silver"],
-            paths["quarantine"],
-            str(tmp_path / "cp" / "silver"),
-        )
-        return b, s
-
+    lake = Lake(spark, tmp_path)
     colin = line()  # 2018-10-01 00:01:57
     second = line(ts=1538352120000, itemInSession=51)  # 2018-10-01 00:02:00
     logged_out = line(userId="", auth="Logged Out", ts=1538352130000)
     truncated = '{"ts": 1538352140000, "userId": "30", "sess'
-    write_lines(raw / "2018-10-01-events.json", colin, second, colin, logged_out, truncated)
-    write_lines(raw / "2018-10-02-events.json", "garbage", "<html>", "{{{")
+    write_lines(lake.raw / "2018-10-01-events.json", colin, second, colin, logged_out, truncated)
+    write_lines(lake.raw / "2018-10-02-events.json", "garbage", "<html>", "{{{")
 
-    b, s = run()
+    b, s = lake.run()
 
     # 5 + 3 lines; kept: colin, second; duplicate: colin again; the other 5 quarantined.
-    assert b == {"rows": 8, "files": 2}
-    assert s == {
-        "bronze_rows": 8,
-        "silver_inserted": 2,
-        "quarantined": 5,
-        "duplicates_removed": 1,
-        "quarantine_by_rule": {"missing_user_id": 1, "malformed_json": 4},
-        "min_new_event_date": date(2018, 10, 1),
-    }
-    quarantine = storage.read(spark, paths["quarantine"]).select("value", "rule")
+    assert b == bronze.BronzeResult(rows=8, files=2)
+    assert s == silver.SilverResult(
+        bronze_rows=8,
+        silver_inserted=2,
+        quarantined=5,
+        duplicates_removed=1,
+        quarantine_by_rule={"missing_user_id": 1, "malformed_json": 4},
+        min_new_event_date=date(2018, 10, 1),
+    )
+    assert s.reconciles
+    # One commit per table: bronze, quarantine, silver.
+    assert lake.versions() == {"bronze": 0, "silver": 0, "quarantine": 0}
     expected = spark.createDataFrame(
         [
             (logged_out, "missing_user_id"),
@@ -317,38 +334,30 @@ def test_bronze_and_silver_runs_reconcile_and_are_incremental(
         ],
         "value string, rule string",
     )
-    assert_df_equality(quarantine, expected, ignore_row_order=True, ignore_nullable=True)
-
-    versions = {name: storage.version(spark, path) for name, path in paths.items()}
-    b, s = run()
-
-    assert b == {"rows": 0, "files": 0}
-    assert (s["bronze_rows"], s["silver_inserted"], s["quarantined"]) == (0, 0, 0)
-    assert (s["duplicates_removed"], s["quarantine_by_rule"], s["min_new_event_date"]) == (
-        0,
-        {},
-        None,
+    assert_df_equality(
+        lake.table("quarantine").select("value", "rule"),
+        expected,
+        ignore_row_order=True,
+        ignore_nullable=True,
     )
-    assert {name: storage.version(spark, path) for name, path in paths.items()} == versions
+
+    versions = lake.versions()
+    b, s = lake.run()
+
+    assert (b, s) == (bronze.BronzeResult(rows=0, files=0), NOTHING_NEW)
+    assert lake.versions() == versions  # a rerun with nothing new commits nothing
 
     on_oct_3 = line(ts=1538568000000)  # 2018-10-03 12:00:00 = 1538352000 + 2*86400 + 43200
     on_oct_2 = line(ts=1538467200000)  # 2018-10-02 08:00:00 = 1538352000 + 86400 + 28800
-    write_lines(raw / "2018-10-03-events.json", on_oct_3, second, on_oct_2)
+    write_lines(lake.raw / "2018-10-03-events.json", on_oct_3, second, on_oct_2)
 
-    b, s = run()
+    b, s = lake.run()
 
     # `second` was inserted by the first run: a duplicate now. The earliest new day is Oct 2.
-    assert b == {"rows": 3, "files": 1}
-    assert s == {
-        "bronze_rows": 3,
-        "silver_inserted": 2,
-        "quarantined": 0,
-        "duplicates_removed": 1,
-        "quarantine_by_rule": {},
-        "min_new_event_date": date(2018, 10, 2),
-    }
-    assert storage.version(spark, paths["quarantine"]) == versions["quarantine"]
-    kept = storage.read(spark, paths["silver"]).select("ts", "event_date")
+    assert b == bronze.BronzeResult(rows=3, files=1)
+    assert s == silver.SilverResult(3, 2, 0, 1, {}, date(2018, 10, 2))
+    # Nothing rejected: quarantine gets no commit.
+    assert lake.versions() == {"bronze": 1, "silver": 1, "quarantine": 0}
     expected_kept = spark.createDataFrame(
         [
             (utc(2018, 10, 1, 0, 1, 57), date(2018, 10, 1)),
@@ -358,51 +367,61 @@ def test_bronze_and_silver_runs_reconcile_and_are_incremental(
         ],
         "ts timestamp, event_date date",
     )
-    assert_df_equality(kept, expected_kept, ignore_row_order=True, ignore_nullable=True)
-    detail = DeltaTable.forPath(spark, paths["silver"]).detail().first()
+    assert_df_equality(
+        lake.table("silver").select("ts", "event_date"),
+        expected_kept,
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    detail = DeltaTable.forPath(spark, lake.paths["silver"]).detail().first()
     assert detail["partitionColumns"] == ["event_date"]
 
 
-def test_batch_counts_add_up_across_micro_batches() -> None:
-    totals = {
-        "bronze_rows": 0,
-        "silver_inserted": 0,
-        "quarantined": 0,
-        "duplicates_removed": 0,
-        "quarantine_by_rule": {},
-        "min_new_event_date": None,
-    }
-    first = {
-        "bronze_rows": 10,
-        "silver_inserted": 7,
-        "quarantined": 2,
-        "duplicates_removed": 1,
-        "quarantine_by_rule": {"malformed_json": 2},
-        "min_new_event_date": date(2018, 10, 5),
-    }
-    second = {
-        "bronze_rows": 4,
-        "silver_inserted": 0,
-        "quarantined": 3,
-        "duplicates_removed": 1,
-        "quarantine_by_rule": {"malformed_json": 1, "missing_user_id": 2},
-        "min_new_event_date": None,
-    }
-    third = {
-        **second,
-        "silver_inserted": 1,
-        "quarantined": 2,
-        "min_new_event_date": date(2018, 10, 3),
-    }
+def test_a_batch_of_only_duplicates_is_counted_once(spark: SparkSession, tmp_path: Path) -> None:
+    lake = Lake(spark, tmp_path)
+    write_lines(lake.raw / "2018-10-01-events.json", line())
+    lake.run()
+    write_lines(lake.raw / "2018-10-02-events.json", line())  # the same event again
 
-    for batch in (first, second, third):
-        silver._add_counts(totals, batch)
+    _, s = lake.run()
 
-    assert totals == {
-        "bronze_rows": 18,  # 10 + 4 + 4
-        "silver_inserted": 8,  # 7 + 0 + 1
-        "quarantined": 7,  # 2 + 3 + 2
-        "duplicates_removed": 3,  # 1 + 1 + 1
-        "quarantine_by_rule": {"malformed_json": 4, "missing_user_id": 4},  # 2+1+1, 2+2
-        "min_new_event_date": date(2018, 10, 3),
-    }
+    assert s == silver.SilverResult(1, 0, 0, 1, {}, None)
+    # The silver commit holds no row but records the batch as done: the next run does not
+    # count the duplicate again.
+    assert lake.versions()["silver"] == 1
+    assert lake.update() == NOTHING_NEW
+    assert lake.versions()["silver"] == 1
+
+
+def test_a_crash_between_the_quarantine_and_silver_writes_loses_and_repeats_nothing(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = Lake(spark, tmp_path)
+    write_lines(lake.raw / "2018-10-01-events.json", line(), "garbage")
+    bronze.ingest(spark, str(lake.raw), lake.paths["bronze"])
+    append = storage.append
+
+    def crash_on_silver(df: DataFrame, path: str, *args: Any, **kwargs: Any) -> None:
+        if path == lake.paths["silver"]:
+            raise RuntimeError("the driver died")
+        append(df, path, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "append", crash_on_silver)
+    with pytest.raises(RuntimeError, match="the driver died"):
+        lake.update()
+    monkeypatch.undo()
+    assert lake.table("quarantine").count() == 1  # written before the crash
+    assert not storage.exists(spark, lake.paths["silver"])
+    # Bronze grows before the rerun: the rerun's batch is larger than the crashed one.
+    later = line(ts=1538352120000, itemInSession=51)
+    write_lines(lake.raw / "2018-10-02-events.json", later, "<html>")
+
+    b, s = lake.run()
+
+    # The rerun accounts for all 4 bronze rows; "garbage" is not quarantined twice.
+    assert b == bronze.BronzeResult(rows=2, files=1)
+    assert s == silver.SilverResult(4, 2, 2, 0, {"malformed_json": 2}, date(2018, 10, 1))
+    quarantined = sorted(r["value"] for r in lake.table("quarantine").collect())
+    assert quarantined == ["<html>", "garbage"]
+    assert lake.table("silver").count() == 2
+    assert lake.update() == NOTHING_NEW

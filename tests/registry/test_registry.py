@@ -9,7 +9,9 @@ import pytest
 from lakeml.core.config import GateConfig, load_config
 from lakeml.core.errors import LakemlError
 from lakeml.core.report import Report
-from lakeml.registry.versions import alias_version, gate_decision, list_models, promote
+from lakeml.pipeline import run_models, run_promote
+from lakeml.registry.gate import gate_decision
+from lakeml.registry.versions import alias_version
 from lakeml.tracking.store import connect
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
@@ -105,7 +107,7 @@ def registry_cfg(tmp_path_factory):
 
 def test_list_models_shows_versions_aliases_and_metrics(registry_cfg, capsys):
     report = Report("models", stream=io.StringIO())
-    list_models(registry_cfg, report)
+    run_models(registry_cfg, report)
     rows = report.summary["models"]
     assert [(r["version"], r["aliases"], r["test_pr_auc"]) for r in rows] == [
         ("2", [], "0.47"),
@@ -117,14 +119,14 @@ def test_list_models_shows_versions_aliases_and_metrics(registry_cfg, capsys):
 
 def test_promote_moves_the_alias_and_says_what_it_replaced(registry_cfg):
     report = Report("promote", stream=io.StringIO())
-    promote(registry_cfg, report, version="2")
+    run_promote(registry_cfg, report, version="2")
     client = connect(registry_cfg)
     assert (
         str(alias_version(client, registry_cfg.mlflow.registered_model, "champion").version) == "2"
     )
     assert report.summary["promoted"]["previous_version"] == "1"
     # and back, by hand: a rollback
-    promote(registry_cfg, Report("promote", stream=io.StringIO()), version="1")
+    run_promote(registry_cfg, Report("promote", stream=io.StringIO()), version="1")
     assert (
         str(alias_version(client, registry_cfg.mlflow.registered_model, "champion").version) == "1"
     )
@@ -132,7 +134,7 @@ def test_promote_moves_the_alias_and_says_what_it_replaced(registry_cfg):
 
 def test_promoting_a_missing_version_is_a_clear_error(registry_cfg):
     with pytest.raises(LakemlError, match=r"version '7' of model 'lakeml-churn' does not exist"):
-        promote(registry_cfg, Report("promote", stream=io.StringIO()), version="7")
+        run_promote(registry_cfg, Report("promote", stream=io.StringIO()), version="7")
 
 
 def test_list_models_with_nothing_registered_says_so(registry_cfg):
@@ -141,6 +143,6 @@ def test_list_models_with_nothing_registered_says_so(registry_cfg):
     cfg = load_config(
         CONF, [f"storage.root={registry_cfg.storage.root}", "mlflow.registered_model=other"]
     )
-    list_models(cfg, report)
+    run_models(cfg, report)
     assert report.summary["models"] == []
     assert "no versions of 'other' registered yet" in out.getvalue()

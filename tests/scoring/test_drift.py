@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import io
 from datetime import date
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from pyspark.sql import types as T
 
 from lakeml.core import storage
 from lakeml.core.config import load_config
-from lakeml.core.report import Report
 from lakeml.scoring import drift as monitor
 from lakeml.tracking import store as tracking
 
@@ -197,28 +195,26 @@ def test_check_drift_replaces_its_rows_and_logs_a_monitoring_run(
     }
     # Scored: x moved above the training max; c half missing.
     scored = values(spark, [float(v) for v in range(101, 111)], ["F", None] * 5)
-    report = Report("score", stream=io.StringIO())
     kwargs = dict(
         scored=scored,
         features=[("x", "double"), ("c", "string")],
         snapshot_date=DAY,
-        model_name="m",
-        model_version=3,
-        tags=tags,
+        model=("m", 3, tags),
+        snapshot_col="snapshot_date",
     )
-    monitor.check_drift(spark, cfg, report, **kwargs)
-    result = monitor.check_drift(spark, cfg, report, **kwargs)
+    monitor.check_drift(spark, cfg.monitor, cfg.table("drift"), **kwargs)
+    result = monitor.check_drift(spark, cfg.monitor, cfg.table("drift"), **kwargs)
     drift = storage.read(spark, cfg.table("drift"))
     assert drift.count() == 2
-    assert result["drifted_features"] == ["c", "x"]
-    assert [w.split(":")[0] for w in result["warnings"]] == ["c", "x"]
+    assert result.drifted_features == ["c", "x"]
+    assert [w.split(":")[0] for w in result.warnings] == ["c", "x"]
     row = drift.filter(F.col("feature") == "c").first()
     assert (row["null_rate_train"], row["null_rate_scored"], row["null_rate_change"]) == (
         0.0,
         0.5,
         0.5,
     )
-    metrics = mlflow.get_run(result["mlflow_run_id"]).data.metrics
+    metrics = mlflow.get_run(result.mlflow_run_id).data.metrics
     # 9 empty bins at 0.0001 and one holding everything: 8.283092 (see the test above).
     assert metrics["psi.x"] == pytest.approx(8.283092, abs=1e-5)
     assert metrics["null_rate_change.c"] == 0.5
@@ -228,18 +224,16 @@ def test_check_drift_without_training_lineage_is_skipped_with_the_reason(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     cfg = load_config(CONF, [f"storage.root={tmp_path}"])
-    report = Report("score", stream=io.StringIO())
     result = monitor.check_drift(
         spark,
-        cfg,
-        report,
+        cfg.monitor,
+        cfg.table("drift"),
         scored=values(spark, [1.0]),
         features=[("x", "double")],
         snapshot_date=DAY,
-        model_name="m",
-        model_version=1,
-        tags={"features_path": cfg.table("features")},
+        model=("m", 1, {"features_path": cfg.table("features")}),
+        snapshot_col="snapshot_date",
     )
-    assert "features_version, train_snapshots" in result["skipped"]
-    assert result["warnings"] == []
+    assert "features_version, train_snapshots" in result.skipped
+    assert result.warnings == []
     assert not storage.exists(spark, cfg.table("drift"))

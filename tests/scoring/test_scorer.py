@@ -30,8 +30,9 @@ from lakeml.core import storage
 from lakeml.core.config import Config, load_config
 from lakeml.core.errors import LakemlError
 from lakeml.core.report import Report
-from lakeml.scoring import scorer as score
-from lakeml.scoring.scorer import Feature
+from lakeml.pipeline import run_score
+from lakeml.scoring import contract, model_ref, scorer
+from lakeml.scoring.model_ref import Feature
 from lakeml.tracking import store as tracking
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
@@ -198,7 +199,7 @@ def champion_latest(
     """The champion over the default snapshot (the latest, whose songs moved up by 100)."""
     cfg = cfg_for(lake, tmp_path_factory.mktemp("champion_latest"))
     report = quiet()
-    result = score.run(spark, cfg, report)
+    result = run_score(spark, cfg, report)
     return cfg, report, result
 
 
@@ -209,8 +210,8 @@ def both_on_training(
     """The Spark champion and the sklearn baseline over the training snapshot, one table."""
     cfg = cfg_for(lake, tmp_path_factory.mktemp("both_on_training"))
     day = TRAIN_DAY.isoformat()
-    spark_result = score.run(spark, cfg, quiet(), snapshot_date=day)
-    pyfunc_result = score.run(
+    spark_result = run_score(spark, cfg, quiet(), snapshot_date=day)
+    pyfunc_result = run_score(
         spark, cfg, quiet(), model_uri=f"models:/{lake.baseline}/1", snapshot_date=day
     )
     return cfg, spark_result, pyfunc_result
@@ -220,15 +221,15 @@ def both_on_training(
 
 
 def test_model_uris_of_every_accepted_form_are_parsed() -> None:
-    assert score.parse_model_uri("models:/churn@champion") == ("alias", "churn", "champion")
-    assert score.parse_model_uri("models:/churn/3") == ("version", "churn", "3")
-    assert score.parse_model_uri("runs:/abc123/model") == ("run", "abc123", "model")
+    assert model_ref.parse_model_uri("models:/churn@champion") == ("alias", "churn", "champion")
+    assert model_ref.parse_model_uri("models:/churn/3") == ("version", "churn", "3")
+    assert model_ref.parse_model_uri("runs:/abc123/model") == ("run", "abc123", "model")
 
 
 @pytest.mark.parametrize("uri", ["churn", "models:/churn", "models:/churn/Production", "s3://x"])
 def test_other_model_uris_are_rejected_with_the_accepted_forms(uri: str) -> None:
     with pytest.raises(LakemlError, match=r"models:/<name>@<alias>"):
-        score.parse_model_uri(uri)
+        model_ref.parse_model_uri(uri)
 
 
 def test_input_check_names_every_missing_and_mistyped_column() -> None:
@@ -242,7 +243,7 @@ def test_input_check_names_every_missing_and_mistyped_column() -> None:
     features = [Feature("songs_7d", "long"), Feature("thumbs_down_28d", "double")]
     features.append(Feature("gender", "string"))
     with pytest.raises(LakemlError) as err:
-        score.check_input(schema, features, "user_id", "models:/m/1", "tbl")
+        contract.check_input(schema, features, "user_id", "models:/m/1", "tbl")
     message = str(err.value)
     assert "missing columns: gender" in message
     assert "mistyped columns: songs_7d (string, model expects long)" in message
@@ -259,7 +260,7 @@ def test_risk_deciles_and_labels_by_hand_on_ten_rows(spark: SparkSession) -> Non
     )
     probabilities = [0.05, 0.95, 0.15, 0.85, 0.25, 0.75, 0.35, 0.65, 0.45, 0.55]
     rows = [(f"u{i}", TRAIN_DAY, p) for i, p in enumerate(probabilities)]
-    out = score.score_table(spark.createDataFrame(rows, schema), "user_id", 0.6, 10, "m", 2, "r")
+    out = scorer.score_table(spark.createDataFrame(rows, schema), "user_id", 0.6, 10, "m", 2, "r")
     # Ten rows, ten bands: rank by probability, highest first: u1 .95 -> 1, u3 .85 -> 2,
     # u5 .75 -> 3, u7 .65 -> 4, u9 .55 -> 5, u8 .45 -> 6, u6 .35 -> 7, u4 .25 -> 8,
     # u2 .15 -> 9, u0 .05 -> 10. Labelled churn at threshold 0.6: .95 .85 .75 .65 only.
@@ -273,7 +274,7 @@ def test_risk_deciles_and_labels_by_hand_on_ten_rows(spark: SparkSession) -> Non
     }
     assert got == expected
     # Five bands over ten rows: two per band, in the same order.
-    five = score.score_table(spark.createDataFrame(rows, schema), "user_id", 0.6, 5, "m", 2, "r")
+    five = scorer.score_table(spark.createDataFrame(rows, schema), "user_id", 0.6, 5, "m", 2, "r")
     bands = {r["user_id"]: r["risk_decile"] for r in five.collect()}
     assert bands == {
         "u1": 1, "u3": 1, "u5": 2, "u7": 2, "u9": 3, "u8": 3, "u6": 4, "u4": 4, "u2": 5, "u0": 5
@@ -314,9 +315,9 @@ def test_rescoring_the_same_snapshot_and_model_replaces_its_rows(
     spark: SparkSession, lake: Lake, tmp_path: Path
 ) -> None:
     cfg = cfg_for(lake, tmp_path)
-    score.run(spark, cfg, quiet())
+    run_score(spark, cfg, quiet())
     first_at = read_scores(spark, cfg).agg(F.max("scored_at")).first()[0]
-    score.run(spark, cfg, quiet())
+    run_score(spark, cfg, quiet())
     scores = read_scores(spark, cfg)
     assert scores.count() == USERS
     assert scores.select("scored_at").distinct().count() == 1
@@ -413,7 +414,7 @@ def test_drift_names_the_shifted_feature_in_table_summary_and_mlflow(
 
 def test_a_run_uri_resolves_to_its_registered_version(lake: Lake) -> None:
     client = tracking.connect(lake.cfg)
-    ref = score.resolve_model(client, f"runs:/{lake.spark_run_id}/model")
+    ref = model_ref.resolve_model(client, f"runs:/{lake.spark_run_id}/model")
     assert (ref.name, ref.version, ref.run_id) == (lake.name, 1, lake.spark_run_id)
     assert ref.tags["threshold"] == "0.5"
 
@@ -423,9 +424,9 @@ def test_missing_alias_fails_naming_it_and_writes_nothing(
 ) -> None:
     cfg = cfg_for(lake, tmp_path)
     with pytest.raises(LakemlError, match=r"alias 'nightly' of registered model 'lakeml-churn'"):
-        score.run(spark, cfg, quiet(), model_uri=f"models:/{lake.name}@nightly")
+        run_score(spark, cfg, quiet(), model_uri=f"models:/{lake.name}@nightly")
     with pytest.raises(LakemlError, match=r"version 7 of registered model"):
-        score.run(spark, cfg, quiet(), model_uri=f"models:/{lake.name}/7")
+        run_score(spark, cfg, quiet(), model_uri=f"models:/{lake.name}/7")
     assert not storage.exists(spark, cfg.table("scores"))
     assert not storage.exists(spark, cfg.table("drift"))
 
@@ -460,7 +461,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(
         df = df.limit(0)
     path = write_input(spark, tmp_path / "input", df, fmt)
     with pytest.raises(LakemlError, match=message):
-        score.run(spark, cfg, quiet(), input_path=path)
+        run_score(spark, cfg, quiet(), input_path=path)
     assert not storage.exists(spark, cfg.table("scores"))
     assert not storage.exists(spark, cfg.table("drift"))
 
@@ -473,7 +474,7 @@ def test_a_failed_run_leaves_the_scores_table_at_its_version(
     rows_before = read_scores(spark, cfg).count()
     bad = write_input(spark, tmp_path / "bad", training_frame(spark).drop("gender"), "delta")
     with pytest.raises(LakemlError, match=r"missing columns: gender"):
-        score.run(spark, cfg, quiet(), input_path=bad)
+        run_score(spark, cfg, quiet(), input_path=bad)
     assert storage.version(spark, cfg.table("scores")) == before
     assert read_scores(spark, cfg).count() == rows_before == USERS
 
@@ -485,7 +486,7 @@ def test_a_snapshot_without_rows_fails_listing_the_snapshots_there(
     with pytest.raises(
         LakemlError, match=r"no rows for snapshot 2018-12-24.*2018-11-08, 2018-11-01"
     ):
-        score.run(spark, cfg, quiet(), snapshot_date="2018-12-24")
+        run_score(spark, cfg, quiet(), snapshot_date="2018-12-24")
     assert not storage.exists(spark, cfg.table("scores"))
 
 
@@ -498,7 +499,7 @@ def test_a_pyfunc_model_refuses_nulls_in_integer_columns_before_scoring(
     )
     path = write_input(spark, tmp_path / "input", with_null, "delta")
     with pytest.raises(LakemlError, match=r"songs_7d \(1 nulls\)"):
-        score.run(spark, cfg, quiet(), model_uri=f"models:/{lake.baseline}/1", input_path=path)
+        run_score(spark, cfg, quiet(), model_uri=f"models:/{lake.baseline}/1", input_path=path)
     assert not storage.exists(spark, cfg.table("scores"))
 
 
@@ -509,7 +510,7 @@ def test_rows_without_or_repeating_the_entity_id_are_refused(
     repeated = training_frame(spark).unionByName(training_frame(spark).limit(2))
     path = write_input(spark, tmp_path / "input", repeated, "delta")
     with pytest.raises(LakemlError, match=r"0 rows without user_id and 2 repeated user_id"):
-        score.run(spark, cfg, quiet(), input_path=path)
+        run_score(spark, cfg, quiet(), input_path=path)
     assert not storage.exists(spark, cfg.table("scores"))
 
 
@@ -523,7 +524,7 @@ def test_conformed_input_takes_the_signature_types(spark: SparkSession) -> None:
         ]
     )
     df = spark.createDataFrame([("u1", TRAIN_DAY, 3, "x")], schema)
-    out = score.conform_input(df, [Feature("songs_7d", "double")], "user_id", "snap")
+    out = contract.conform_input(df, [Feature("songs_7d", "double")], "user_id", "snap")
     expected = spark.createDataFrame(
         [("u1", TRAIN_DAY, 3.0)],
         T.StructType(

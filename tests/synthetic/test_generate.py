@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from pyspark.sql import SparkSession
 
 from lakeml.core.config import DirtConfig, GenerateConfig
 from lakeml.core.errors import LakemlError
-from lakeml.synthetic.generate import generate_events
+from lakeml.synthetic.generate import GenerateResult, generate_events, render_files
 
 KEYS = [
     "artist", "auth", "firstName", "gender", "itemInSession", "lastName", "length", "level",
@@ -20,7 +22,13 @@ KEYS = [
 REQUIRED = ("ts", "page", "sessionId", "itemInSession", "auth", "level")
 DAY_MS = 86_400_000
 OCT_1_2018_MS = 1_538_352_000_000  # 2018-10-01T00:00:00Z
-NO_DIRT = DirtConfig(0.0, 0.0, 0.0, 0.0, 0.0)
+NO_DIRT = DirtConfig(
+    logged_out_rate=0.0,
+    duplicate_rate=0.0,
+    malformed_rate=0.0,
+    missing_field_rate=0.0,
+    bad_value_rate=0.0,
+)
 # High rates so a tiny run still holds every kind of dirt.
 LOTS_OF_DIRT = DirtConfig(
     logged_out_rate=0.05,
@@ -92,7 +100,7 @@ def test_writes_one_file_per_day_with_each_event_in_its_day(
         "2018-10-04-events.json",
         "2018-10-05-events.json",
     ]
-    assert stats["files"] == 5
+    assert stats.files == 5
     for day, name in enumerate(sorted(files)):
         lines = files[name].decode().splitlines()
         assert lines, f"{name} is empty"
@@ -105,7 +113,7 @@ def test_writes_one_file_per_day_with_each_event_in_its_day(
 def test_spark_reads_every_written_line(spark: SparkSession, tmp_path: Path) -> None:
     stats = generate_events(spark, tiny(dirt=LOTS_OF_DIRT), str(tmp_path))
 
-    assert spark.read.text(str(tmp_path)).count() == stats["lines"]
+    assert spark.read.text(str(tmp_path)).count() == stats.lines
 
 
 def test_clean_lines_follow_the_eventsim_schema(spark: SparkSession, tmp_path: Path) -> None:
@@ -169,12 +177,12 @@ def test_stats_equal_counts_recomputed_from_the_files(spark: SparkSession, tmp_p
         "missing_field": kinds["missing_field"],
         "bad_value": kinds["bad_value"],
     }
-    assert stats == recomputed
+    assert stats.as_dict() == recomputed
     # Every kind of dirt is present, so the equality above is not trivially about zeros.
     assert min(recomputed[k] for k in ("logged_out", "duplicates", "malformed")) > 0
     assert min(recomputed[k] for k in ("missing_field", "bad_value")) > 0
-    dirty = stats["logged_out"] + stats["malformed"] + stats["missing_field"] + stats["bad_value"]
-    assert stats["lines"] - dirty - stats["duplicates"] == stats["events"]
+    dirty = stats.logged_out + stats.malformed + stats.missing_field + stats.bad_value
+    assert stats.lines - dirty - stats.duplicates == stats.events
 
 
 def test_churned_users_leave_no_trace_after_cancellation_confirmation(
@@ -184,7 +192,7 @@ def test_churned_users_leave_no_trace_after_cancellation_confirmation(
 
     events = [json.loads(line) for line in all_lines(tmp_path)]
     confirmed = {e["userId"]: e for e in events if e["page"] == "Cancellation Confirmation"}
-    assert len(confirmed) == stats["churned_users"] > 0
+    assert len(confirmed) == stats.churned_users > 0
     for user, confirmation in confirmed.items():
         assert confirmation["auth"] == "Cancelled"
         own = [e for e in events if e["userId"] == user]
@@ -203,23 +211,35 @@ def test_zero_rates_write_no_dirt(spark: SparkSession, tmp_path: Path) -> None:
 
     lines = all_lines(tmp_path)
     assert {classify(line)[0] for line in lines} == {"clean"}
-    assert len(set(lines)) == len(lines) == stats["lines"] == stats["events"]
+    assert len(set(lines)) == len(lines) == stats.lines == stats.events
     dirt = ("logged_out", "duplicates", "malformed", "missing_field", "bad_value")
-    assert {k: stats[k] for k in dirt} == dict.fromkeys(dirt, 0)
+    assert {k: stats.as_dict()[k] for k in dirt} == dict.fromkeys(dirt, 0)
+
+
+def test_result_is_frozen_and_holds_render_files_stats_in_order() -> None:
+    files, stats = render_files(tiny())
+
+    result = GenerateResult(**stats)
+    assert result.as_dict() == stats and list(result.as_dict()) == list(stats)
+    assert result.files == len(files) == 5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.lines = 0  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
-    ("cfg", "message"),
+    ("make", "message"),
     [
-        (tiny(days=0), r"generate\.days"),
-        (tiny(users=0), r"generate\.users"),
-        (tiny(start_date="01/10/2018"), r"YYYY-MM-DD"),
-        (tiny(dirt=DirtConfig(duplicate_rate=1.5)), r"generate\.dirt\.duplicate_rate"),
+        (lambda: tiny(days=0), r"generate\.days"),
+        (lambda: tiny(users=0), r"generate\.users"),
+        (lambda: tiny(start_date="01/10/2018"), r"YYYY-MM-DD"),
+        (lambda: tiny(dirt=DirtConfig(duplicate_rate=1.5)), r"generate\.dirt\.duplicate_rate"),
     ],
+    ids=["days", "users", "start_date", "dirt"],
 )
 def test_bad_config_is_a_user_error_and_writes_nothing(
-    spark: SparkSession, tmp_path: Path, cfg: GenerateConfig, message: str
+    spark: SparkSession, tmp_path: Path, make: Callable[[], GenerateConfig], message: str
 ) -> None:
+    # The config itself rejects the value, before anything runs.
     with pytest.raises(LakemlError, match=message):
-        generate_events(spark, cfg, str(tmp_path / "out"))
+        generate_events(spark, make(), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from lakeml.core.config import load_config
 from lakeml.core.errors import LakemlError
 from lakeml.training.evaluate import (
     binary_metrics,
@@ -81,8 +83,9 @@ def test_top_k_threshold_is_the_score_of_the_last_user_in_the_top_k():
 
 
 def test_unknown_threshold_policy_is_a_clear_error():
-    with pytest.raises(LakemlError, match="threshold policy 'median'"):
-        choose_threshold(Y, P, "median", 10)
+    conf = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
+    with pytest.raises(LakemlError, match=r"train\.threshold\.policy.*'median'"):
+        load_config(conf, ["train.threshold.policy=median"])
 
 
 def test_decile_table_by_hand():

@@ -20,12 +20,13 @@ from synthetic_gold import write_gold
 from lakeml.core.config import ModelSpec, load_config
 from lakeml.core.errors import LakemlError
 from lakeml.core.report import Report
-from lakeml.training import models, train
+from lakeml.pipeline import run_train
+from lakeml.training import models, tune
 from lakeml.training.trainset import WEIGHT_COL, load_training_set
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 USERS, SNAPSHOTS = 100, 6
-LR = ModelSpec("logistic_regression", {"regParam": [0.1], "maxIter": [20]})
+LR = ModelSpec(type="logistic_regression", grid={"regParam": [0.1], "maxIter": [20]})
 
 
 def train_lr(spark, root: Path, shuffle: bool):
@@ -35,10 +36,10 @@ def train_lr(spark, root: Path, shuffle: bool):
     write_gold(
         spark, cfg.table("features"), cfg.table("labels"), USERS, SNAPSHOTS, shuffle_labels=shuffle
     )
-    ts = load_training_set(spark, cfg)
+    ts = load_training_set(spark, cfg.train, cfg.table("features"), cfg.table("labels"))
     [cand] = models.candidates([LR], cfg.train.label_col, WEIGHT_COL, cfg.train.seed)
     try:
-        return train.train_model(spark, cfg, ts, cand, Report("train", stream=io.StringIO()))
+        return tune.train_model(spark, cfg.train, ts, cand)
     finally:
         ts.cached.unpersist()
 
@@ -96,13 +97,22 @@ def test_assembler_slot_names_read_as_features():
     ("spec", "message"),
     [
         (
-            ModelSpec("random_forest", {"numTree": [5]}),
+            ModelSpec(type="random_forest", grid={"numTree": [5]}),
             "RandomForestClassifier has no tunable parameter 'numTree'; did you mean 'numTrees'",
         ),
-        (ModelSpec("gbt", {"maxDepth": [-1]}), r"train.models\[0\].grid: invalid grid value"),
-        (ModelSpec("logistic_regression", {"maxIter": ["many"]}), "Could not convert many"),
-        (ModelSpec("logistic_regression", {"labelCol": ["y"]}), "no tunable parameter 'labelCol'"),
-        (ModelSpec("xgboost", {}), "unknown model type 'xgboost'"),
+        (
+            ModelSpec(type="gbt", grid={"maxDepth": [-1]}),
+            r"train.models\[0\].grid: invalid grid value",
+        ),
+        (
+            ModelSpec(type="logistic_regression", grid={"maxIter": ["many"]}),
+            "Could not convert many",
+        ),
+        (
+            ModelSpec(type="logistic_regression", grid={"labelCol": ["y"]}),
+            "no tunable parameter 'labelCol'",
+        ),
+        # Unvalidated: ModelSpec itself rejects an unknown type (config tests check that).
     ],
 )
 def test_bad_model_config_is_a_clear_error(spark, spec, message):
@@ -138,4 +148,4 @@ def test_an_unreachable_tracking_server_fails_in_bounded_time(spark, tmp_path):
             ],
         )
         with pytest.raises(LakemlError, match=f"http://127.0.0.1:{port} is unreachable"):
-            train.run(spark, cfg, Report("train", stream=io.StringIO()))
+            run_train(spark, cfg, Report("train", stream=io.StringIO()))

@@ -18,8 +18,8 @@ from synthetic_gold import LABEL_SCHEMA, snapshot_dates, synthetic_frames, to_sp
 
 from lakeml.core.config import load_config
 from lakeml.core.report import Report
+from lakeml.pipeline import run_train
 from lakeml.registry.versions import alias_version
-from lakeml.training import train
 from lakeml.training.trainset import load_training_set
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
@@ -57,7 +57,7 @@ def trained(spark, tmp_path_factory):
     runs = []
     for _ in range(2):
         out = io.StringIO()
-        runs.append((train.run(spark, cfg, Report("train", stream=out)), out.getvalue()))
+        runs.append((run_train(spark, cfg, Report("train", stream=out)), out.getvalue()))
     return cfg, runs
 
 
@@ -245,13 +245,18 @@ def test_a_runs_training_set_is_rebuilt_from_its_recorded_delta_versions(spark, 
     l_df.write.format("delta").mode("append").save(cfg.table("labels"))
 
     rebuilt = load_training_set(
-        spark, cfg, int(mv.tags["features_version"]), int(mv.tags["labels_version"])
+        spark,
+        cfg.train,
+        cfg.table("features"),
+        cfg.table("labels"),
+        int(mv.tags["features_version"]),
+        int(mv.tags["labels_version"]),
     )
     keys = ["user_id", "snapshot_date", "churned"]
     assert_df_equality(
         rebuilt.df.select(*keys), expected, ignore_row_order=True, ignore_nullable=True
     )
-    current = load_training_set(spark, cfg)
+    current = load_training_set(spark, cfg.train, cfg.table("features"), cfg.table("labels"))
     assert current.lineage.features_version > rebuilt.lineage.features_version
     assert current.df.count() == (SNAPSHOTS + 1) * USERS
     rebuilt.cached.unpersist()

@@ -19,7 +19,6 @@ from lakeml.training.trainset import (
     feature_spec,
     join_labels,
     load_training_set,
-    split_random,
     split_snapshots,
     with_weights,
 )
@@ -156,7 +155,7 @@ def test_training_set_rows_counts_and_lineage(spark, tmp_path):
     churn = {("a", d): 1 for d in D} | {("b", D[1]): 1, ("b", D[3]): 1}
     labels = [(u, d, churn.get((u, d), 0)) for d in D for u in users]
     write_tables(spark, cfg, features, labels)
-    ts = load_training_set(spark, cfg)
+    ts = load_training_set(spark, cfg.train, cfg.table("features"), cfg.table("labels"))
     assert ts.split == Split(train=(D[0], D[1]), validation=(D[2],), test=(D[3],))
     # train D0 (a) + D1 (a, b): 3 churned of 6; validation D2: 1 of 3; test D3: 2 of 3
     assert ts.counts == {
@@ -171,14 +170,15 @@ def test_training_set_rows_counts_and_lineage(spark, tmp_path):
 
 def test_missing_tables_are_a_clear_error(spark, tmp_path):
     with pytest.raises(LakemlError, match="no features table at .*run `lakeml features` first"):
-        load_training_set(spark, small_cfg(tmp_path))
+        cfg = small_cfg(tmp_path)
+        load_training_set(spark, cfg.train, cfg.table("features"), cfg.table("labels"))
 
 
 def test_labels_for_other_snapshots_mean_no_labelled_snapshots(spark, tmp_path):
     cfg = small_cfg(tmp_path)
     write_tables(spark, cfg, [("a", D[0], 1, "M")], [("a", D[1], 1)])
     with pytest.raises(LakemlError, match="no labelled snapshots"):
-        load_training_set(spark, cfg)
+        load_training_set(spark, cfg.train, cfg.table("features"), cfg.table("labels"))
 
 
 def test_one_class_only_in_the_training_window_is_a_clear_error(spark, tmp_path):
@@ -188,7 +188,7 @@ def test_one_class_only_in_the_training_window_is_a_clear_error(spark, tmp_path)
     labels = [(u, d, int(d >= D[2] and u == "a")) for d in D for u in ("a", "b")]
     write_tables(spark, cfg, features, labels)
     with pytest.raises(LakemlError, match=r"the train window \(2018-10-01, 2018-10-08\) has only"):
-        load_training_set(spark, cfg)
+        load_training_set(spark, cfg.train, cfg.table("features"), cfg.table("labels"))
 
 
 def test_duplicate_rows_per_entity_and_snapshot_are_a_clear_error(spark, tmp_path):
@@ -197,7 +197,7 @@ def test_duplicate_rows_per_entity_and_snapshot_are_a_clear_error(spark, tmp_pat
     labels = [(u, d, int(u == "a")) for d in D for u in ("a", "b")]
     write_tables(spark, cfg, features, labels)
     with pytest.raises(LakemlError, match="snapshot 2018-10-01 has 3 labelled feature rows for 2"):
-        load_training_set(spark, cfg)
+        load_training_set(spark, cfg.train, cfg.table("features"), cfg.table("labels"))
 
 
 def random_cfg(tmp_path, *extra):
@@ -221,7 +221,7 @@ def test_random_split_keeps_each_entity_in_one_window_in_the_configured_shares(s
     features = [(u, d, i, "F") for d in D[:2] for i, u in enumerate(users)]
     labels = [(u, d, int(i % 4 == 0)) for d in D[:2] for i, u in enumerate(users)]
     write_tables(spark, cfg, features, labels)
-    ts = load_training_set(spark, cfg)
+    ts = load_training_set(spark, cfg.train, cfg.table("features"), cfg.table("labels"))
     rows = ts.df.select("user_id", SPLIT_COL).collect()
     ts.cached.unpersist()
 
@@ -239,12 +239,13 @@ def test_random_split_keeps_each_entity_in_one_window_in_the_configured_shares(s
     assert ts.split.as_tags()["split_method"] == "random"
 
     # The same seed gives the same windows; another seed gives others.
-    again = load_training_set(spark, cfg)
+    again = load_training_set(spark, cfg.train, cfg.table("features"), cfg.table("labels"))
     assert {
         (r["user_id"], r[SPLIT_COL]) for r in again.df.select("user_id", SPLIT_COL).collect()
     } == {(r["user_id"], r[SPLIT_COL]) for r in rows}
     again.cached.unpersist()
-    other = load_training_set(spark, random_cfg(tmp_path, "train.seed=7"))
+    seeded = random_cfg(tmp_path, "train.seed=7")
+    other = load_training_set(spark, seeded.train, seeded.table("features"), seeded.table("labels"))
     moved = other.df.join(
         ts.df.select("user_id", "snapshot_date", F.col(SPLIT_COL).alias("before")),
         on=["user_id", "snapshot_date"],
@@ -254,11 +255,19 @@ def test_random_split_keeps_each_entity_in_one_window_in_the_configured_shares(s
 
 
 @pytest.mark.parametrize(
-    ("test_fraction", "validation_fraction", "message"),
-    [(0.0, 0.2, "between 0 and 1"), (0.2, 1.0, "between 0 and 1"), (0.5, 0.5, "leave rows")],
+    ("test_fraction", "validation_fraction", "key"),
+    [(0.0, 0.2, "test_fraction"), (0.2, 1.0, "validation_fraction"), (0.5, 0.5, "fraction")],
 )
 def test_random_split_fractions_must_leave_rows_in_every_window(
-    test_fraction, validation_fraction, message
+    test_fraction, validation_fraction, key
 ):
-    with pytest.raises(LakemlError, match=message):
-        split_random(D, test_fraction, validation_fraction, seed=1)
+    # Checked when the config loads, before any data is read.
+    with pytest.raises(LakemlError, match=rf"train\.split.*{key}"):
+        load_config(
+            CONF,
+            [
+                "train.split.method=random",
+                f"train.split.test_fraction={test_fraction}",
+                f"train.split.validation_fraction={validation_fraction}",
+            ],
+        )

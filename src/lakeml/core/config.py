@@ -1,238 +1,337 @@
 """Typed, validated configuration loaded from `conf/<env>.yaml`.
 
-A YAML file is merged with `--set dotted.key=value` overrides, `${ENV_VAR}` and
-`${ENV_VAR:-default}` references are expanded, and the result is built into the
-frozen dataclasses below. An unknown key, a missing key or a value of the wrong
-type raises `LakemlError` naming the dotted key.
+The YAML file, `--set dotted.key=value` overrides and `${ENV_VAR}` / `${ENV_VAR:-default}`
+references (`lakeml.core.config_load`) are validated into the frozen pydantic models below.
+Every choice, range and cross-field rule is checked here, so a bad value fails at load, before
+Spark starts, as one `LakemlError` line naming each dotted key.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import hashlib
 import json
 import os
-import re
-import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
+from lakeml.core.config_load import (
+    Fraction,
+    IsoDate,
+    NonEmpty,
+    OptionalDate,
+    Percent,
+    Text,
+    describe,
+    read_mapping,
+    rule,
+)
 from lakeml.core.errors import LakemlError
 
-MODEL_TYPES = ("logistic_regression", "random_forest", "gbt")
-METRICS = ("areaUnderPR", "areaUnderROC")
-THRESHOLD_POLICIES = ("best_f1", "top_k")
+ModelType = Literal["logistic_regression", "random_forest", "gbt"]
+Metric = Literal["areaUnderPR", "areaUnderROC"]
+ThresholdPolicy = Literal["best_f1", "top_k"]
+MODEL_TYPES: tuple[str, ...] = typing.get_args(ModelType)
+METRICS: tuple[str, ...] = typing.get_args(Metric)
+THRESHOLD_POLICIES: tuple[str, ...] = typing.get_args(ThresholdPolicy)
+# Spark's setLogLevel takes these in any case.
+LogLevel = Annotated[
+    Literal["ALL", "DEBUG", "ERROR", "FATAL", "INFO", "OFF", "TRACE", "WARN"],
+    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+]
+_COLLECT = "collect_errors"  # load_config's context: collect every error, report once
 
 
-@dataclass(frozen=True)
-class StorageConfig:
+class _Section(BaseModel):
+    """A config section: unknown keys are errors, values keep their YAML type (text fields
+    excepted, see `config_load.Text`) and an instance never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    # Where the section sits in the file: names the keys of a section built in code.
+    KEY: ClassVar[str] = ""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_line_errors(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
+    ) -> Any:
+        """A section built in code with a bad value raises the LakemlError load_config would."""
+        if (info.context or {}).get(_COLLECT):
+            return handler(data)
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise LakemlError(describe(exc, cls, cls.KEY)) from None
+
+
+class StorageConfig(_Section):
     """Everything a run writes lives under `root` (a local path or a Hadoop URI)."""
 
-    root: str
+    KEY = "storage"
+    root: NonEmpty
 
 
-@dataclass(frozen=True)
-class SparkConfig:
-    master: str = "local[*]"
-    app_name: str = "lakeml"
-    log_level: str = "WARN"
+class SparkConfig(_Section):
+    KEY = "spark"
+    master: NonEmpty = "local[*]"
+    app_name: NonEmpty = "lakeml"
+    log_level: LogLevel = Field("WARN", title="Spark log level")
     # Fetch the Delta jars matching the installed delta-spark through spark.jars.packages.
     # Turn off where the cluster provides them (an image, --jars or --packages).
     delta_packages: bool = True
-    conf: dict[str, str] = field(default_factory=dict)
+    conf: dict[Text, Text] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class DirtConfig:
+class DirtConfig(_Section):
     """Rates of real-world dirt the generator injects, as fractions of events."""
 
-    logged_out_rate: float = 0.03
-    duplicate_rate: float = 0.005
-    malformed_rate: float = 0.001
-    missing_field_rate: float = 0.001
-    bad_value_rate: float = 0.0005
+    KEY = "generate.dirt"
+    logged_out_rate: Fraction = 0.03
+    duplicate_rate: Fraction = 0.005
+    malformed_rate: Fraction = 0.001
+    missing_field_rate: Fraction = 0.001
+    bad_value_rate: Fraction = 0.0005
+
+    @model_validator(mode="after")
+    def _copies_fit(self) -> DirtConfig:
+        copied = (
+            self.duplicate_rate
+            + self.malformed_rate
+            + self.missing_field_rate
+            + self.bad_value_rate
+        )
+        if copied > 1.0:
+            raise rule(
+                "",
+                "the rates other than logged_out_rate must sum to at most 1 (each dirty copy "
+                f"needs its own clean event), got {copied:g}",
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class GenerateConfig:
-    users: int = 500
-    days: int = 60
-    start_date: str = "2018-10-01"
+class GenerateConfig(_Section):
+    KEY = "generate"
+    users: int = Field(500, ge=1)
+    days: int = Field(60, ge=1)
+    start_date: IsoDate = "2018-10-01"
     seed: int = 42
-    dirt: DirtConfig = field(default_factory=DirtConfig)
+    dirt: DirtConfig = Field(default_factory=DirtConfig)
 
 
-@dataclass(frozen=True)
-class TableSourceConfig:
+class TableSourceConfig(_Section):
     """A customer snapshot table (one row per entity, e.g. the Telco CSV) read as it is.
 
     Columns are read as text and cast to `types` (others stay strings); blank strings are
     missing values; a row whose value cannot be cast is quarantined, not dropped.
     """
 
-    format: str = "csv"
-    options: dict[str, str] = field(default_factory=lambda: {"header": "true"})
-    entity_col: str = ""
+    KEY = "source.table"
+    format: NonEmpty = "csv"
+    options: dict[Text, Text] = Field(default_factory=lambda: {"header": "true"})
+    entity_col: Text = ""
     # The date the snapshot describes, if the table has no column for it.
-    snapshot_date: str = ""
-    snapshot_col: str = ""
-    label_col: str = ""
-    positive_values: list[str] = field(default_factory=lambda: ["Yes", "yes", "1", "true"])
-    types: dict[str, str] = field(default_factory=dict)
-    drop_cols: list[str] = field(default_factory=list)
+    snapshot_date: OptionalDate = ""
+    snapshot_col: Text = ""
+    label_col: Text = ""
+    positive_values: list[Text] = Field(default_factory=lambda: ["Yes", "yes", "1", "true"])
+    types: dict[Text, Text] = Field(default_factory=dict)
+    drop_cols: list[Text] = Field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class SourceConfig:
+class SourceConfig(_Section):
     """Where raw data is read from; relative paths are under storage.root.
 
     kind `events`: a folder of eventsim JSON-lines logs; kind `table`: a customer snapshot
     table (csv, parquet, delta, json) described by `table`.
     """
 
-    kind: str = "events"
-    path: str = "raw/events"
-    table: TableSourceConfig = field(default_factory=TableSourceConfig)
+    KEY = "source"
+    kind: Literal["events", "table"] = Field("events", title="source kind")
+    path: NonEmpty = "raw/events"
+    table: TableSourceConfig = Field(default_factory=TableSourceConfig)
+
+    @model_validator(mode="after")
+    def _table_is_described(self) -> SourceConfig:
+        if self.kind != "table":
+            return self
+        for name in ("entity_col", "label_col"):
+            if not getattr(self.table, name):
+                raise rule(f"table.{name}", "must be set when source.kind is table")
+        if bool(self.table.snapshot_date) == bool(self.table.snapshot_col):
+            raise rule(
+                "table",
+                "set exactly one of snapshot_date and snapshot_col when source.kind is table",
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class TablesConfig:
+class TablesConfig(_Section):
     """Delta table locations; relative paths are under storage.root."""
 
-    bronze: str = "bronze/events"
-    silver: str = "silver/events"
-    quarantine: str = "silver/quarantine"
-    features: str = "gold/user_features"
-    labels: str = "gold/churn_labels"
-    scores: str = "gold/churn_scores"
-    drift: str = "monitoring/feature_drift"
-    checkpoints: str = "_checkpoints"
+    KEY = "tables"
+    bronze: NonEmpty = "bronze/events"
+    silver: NonEmpty = "silver/events"
+    quarantine: NonEmpty = "silver/quarantine"
+    features: NonEmpty = "gold/user_features"
+    labels: NonEmpty = "gold/churn_labels"
+    scores: NonEmpty = "gold/churn_scores"
+    drift: NonEmpty = "monitoring/feature_drift"
+    checkpoints: NonEmpty = "_checkpoints"
 
 
-@dataclass(frozen=True)
-class SnapshotConfig:
+class SnapshotConfig(_Section):
     """Snapshot dates: an explicit list, or a series every `every_days` ending at the last
     complete day in the data and starting once `min_history_days` of data exist."""
 
-    dates: list[str] = field(default_factory=list)
-    every_days: int = 7
-    min_history_days: int = 7
+    KEY = "features.snapshots"
+    dates: list[IsoDate] = Field(default_factory=list)
+    every_days: int = Field(7, ge=1)
+    min_history_days: int = Field(7, ge=0)
 
 
-@dataclass(frozen=True)
-class FeaturesConfig:
-    windows: list[int] = field(default_factory=lambda: [7, 14, 28])
-    label_horizon_days: int = 14
-    snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
+class FeaturesConfig(_Section):
+    KEY = "features"
+    windows: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [7, 14, 28], min_length=1
+    )
+    label_horizon_days: int = Field(14, ge=1)
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    type: str
-    grid: dict[str, list[Any]] = field(default_factory=dict)
+class ModelSpec(_Section):
+    KEY = "train.models[]"
+    type: ModelType = Field(title="model type")
+    grid: dict[Text, list[Any]] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(_Section):
     """Out-of-time split: the latest labelled snapshots test, the ones before validate.
 
     `random` (for a table with a single snapshot) splits entities at random by fractions.
     """
 
-    method: str = "out_of_time"
-    test_snapshots: int = 1
-    validation_snapshots: int = 1
-    test_fraction: float = 0.2
-    validation_fraction: float = 0.2
+    KEY = "train.split"
+    method: Literal["out_of_time", "random"] = Field("out_of_time", title="split method")
+    test_snapshots: int = Field(1, ge=1)
+    validation_snapshots: int = Field(1, ge=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _leaves_rows_to_train_on(self) -> SplitConfig:
+        if self.test_fraction + self.validation_fraction >= 1:
+            raise rule(
+                "",
+                "test_fraction + validation_fraction must leave rows to train on (got "
+                f"{self.test_fraction:g} + {self.validation_fraction:g} >= 1)",
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class ThresholdConfig:
-    policy: str = "best_f1"
-    top_k_pct: float = 10.0
+class ThresholdConfig(_Section):
+    KEY = "train.threshold"
+    policy: ThresholdPolicy = Field("best_f1", title="threshold policy")
+    top_k_pct: Percent = 10.0
 
 
-@dataclass(frozen=True)
-class BaselineConfig:
+class BaselineConfig(_Section):
+    KEY = "train.baseline"
     enabled: bool = True
-    sample_rows: int = 200000
+    sample_rows: int = Field(200000, ge=1)
 
 
-@dataclass(frozen=True)
-class GateConfig:
+class GateConfig(_Section):
     """A challenger becomes champion if it passes the absolute thresholds and beats the
     champion's `metric` on the same test window by at least `margin`."""
 
-    metric: str = "areaUnderPR"
-    margin: float = 0.01
-    min_roc_auc: float = 0.7
-    min_pr_auc: float = 0.2
+    KEY = "train.gate"
+    metric: Metric = Field("areaUnderPR", title="metric")
+    margin: float = Field(0.01, ge=0)
+    min_roc_auc: Fraction = 0.7
+    min_pr_auc: Fraction = 0.2
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    entity_col: str = "user_id"
-    snapshot_col: str = "snapshot_date"
-    label_col: str = "churned"
-    categorical_cols: list[str] = field(default_factory=list)
-    exclude_cols: list[str] = field(default_factory=list)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    class_weight: str = "balanced"
-    primary_metric: str = "areaUnderPR"
-    parallelism: int = 2
+class TrainConfig(_Section):
+    KEY = "train"
+    entity_col: NonEmpty = "user_id"
+    snapshot_col: NonEmpty = "snapshot_date"
+    label_col: NonEmpty = "churned"
+    categorical_cols: list[Text] = Field(default_factory=list)
+    exclude_cols: list[Text] = Field(default_factory=list)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    class_weight: Literal["balanced", "none"] = Field("balanced", title="class weight")
+    primary_metric: Metric = Field("areaUnderPR", title="metric")
+    parallelism: int = Field(2, ge=1)
     seed: int = 42
-    models: list[ModelSpec] = field(default_factory=list)
-    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
-    top_k_pcts: list[float] = field(default_factory=lambda: [5.0, 10.0, 20.0])
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
+    # An empty list written in the file is an error; left out, training says what to add.
+    models: list[ModelSpec] = Field(default_factory=list, min_length=1)
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    top_k_pcts: list[Percent] = Field(default_factory=lambda: [5.0, 10.0, 20.0])
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
 
 
-@dataclass(frozen=True)
-class MlflowConfig:
+class MlflowConfig(_Section):
     """Empty tracking_uri: MLFLOW_TRACKING_URI if set, else SQLite under storage.root."""
 
-    tracking_uri: str = ""
-    experiment: str = "lakeml-churn"
-    registered_model: str = "lakeml-churn"
-    timeout_seconds: int = 20
+    KEY = "mlflow"
+    tracking_uri: Text = ""
+    experiment: NonEmpty = "lakeml-churn"
+    registered_model: NonEmpty = "lakeml-churn"
+    timeout_seconds: int = Field(20, gt=0)
 
 
-@dataclass(frozen=True)
-class ScoreConfig:
+class ScoreConfig(_Section):
     """Empty model_uri: models:/<registered_model>@champion."""
 
-    model_uri: str = ""
-    arrow_batch_size: int = 10000
-    risk_bands: int = 10
+    KEY = "score"
+    model_uri: Text = ""
+    arrow_batch_size: int = Field(10000, ge=1)
+    risk_bands: int = Field(10, ge=1)
 
 
-@dataclass(frozen=True)
-class MonitorConfig:
-    psi_bins: int = 10
-    psi_threshold: float = 0.2
-    null_rate_threshold: float = 0.1
+class MonitorConfig(_Section):
+    KEY = "monitor"
+    psi_bins: int = Field(10, ge=2)
+    psi_threshold: float = Field(0.2, ge=0)
+    null_rate_threshold: Fraction = 0.1
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(_Section):
     storage: StorageConfig
-    spark: SparkConfig = field(default_factory=SparkConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    source: SourceConfig = field(default_factory=SourceConfig)
-    tables: TablesConfig = field(default_factory=TablesConfig)
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    # The merged, interpolated mapping the objects were built from (for logging to MLflow).
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    tables: TablesConfig = Field(default_factory=TablesConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The merged, interpolated mapping the sections were built from (logged to MLflow)."""
+        return self._raw
+
+    def __eq__(self, other: object) -> bool:
+        # Equal sections are an equal config, however the file that gave them was written.
+        if not isinstance(other, Config):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
 
     def path(self, relative: str) -> str:
         """Resolve a path from config: absolute paths and URIs stay, others go under root."""
@@ -288,171 +387,12 @@ def resolve_path(root: str, relative: str) -> str:
     return f"{root.rstrip('/')}/{relative.strip('/')}"
 
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(value: Any, key: str) -> Any:
-    if isinstance(value, dict):
-        return {k: _interpolate(v, f"{key}.{k}" if key else k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def expand(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise LakemlError(
-            f"config key {key!r} refers to environment variable ${{{name}}}, which is not set; "
-            f"export it or write ${{{name}:-default}}"
-        )
-
-    return _ENV_REF.sub(expand, value)
-
-
-def _apply_override(data: dict[str, Any], assignment: str) -> None:
-    if "=" not in assignment:
-        raise LakemlError(f"--set {assignment!r}: expected dotted.key=value")
-    key, _, text = assignment.partition("=")
-    parts = key.strip().split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise LakemlError(f"--set {key}: {part!r} is not a section")
-        node = child
-    # YAML parsing gives ints, floats, bools and lists their types: --set train.seed=7
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise LakemlError(f"config key {key!r} must be a section (a mapping), got {value!r}")
-        return _build(hint, value, key)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return None if value is None else _coerce(value, args[0], key)
-    if origin is list:
-        if not isinstance(value, list):
-            raise LakemlError(f"config key {key!r} must be a list, got {value!r}")
-        (item,) = typing.get_args(hint)
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise LakemlError(f"config key {key!r} must be a mapping, got {value!r}")
-        _, item = typing.get_args(hint)
-        return {str(k): _coerce(v, item, f"{key}.{k}") for k, v in value.items()}
-    if hint is Any:
-        return value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise LakemlError(f"config key {key!r} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise LakemlError(f"config key {key!r} must be a whole number, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise LakemlError(f"config key {key!r} must be a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, datetime.date):  # YAML reads 2024-01-31 as a date
-            return value.isoformat()
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise LakemlError(f"config key {key!r} must be a string, got {value!r}")
-    raise TypeError(f"unsupported config type {hint!r} at {key}")
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "raw"}
-    for name in data:
-        if name not in fields:
-            dotted = f"{prefix}.{name}" if prefix else name
-            raise LakemlError(
-                f"unknown config key {dotted!r}; known keys here: {', '.join(sorted(fields))}"
-            )
-    kwargs = {}
-    for name, f in fields.items():
-        dotted = f"{prefix}.{name}" if prefix else name
-        if name in data:
-            kwargs[name] = _coerce(data[name], hints[name], dotted)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise LakemlError(f"missing config key {dotted!r}")
-    return cls(**kwargs)
-
-
-def _validate(cfg: Config) -> None:
-    for i, spec in enumerate(cfg.train.models):
-        if spec.type not in MODEL_TYPES:
-            raise LakemlError(
-                f"config key 'train.models[{i}].type': unknown model type {spec.type!r}; "
-                f"choose from {', '.join(MODEL_TYPES)}"
-            )
-    for key, metric in (
-        ("train.primary_metric", cfg.train.primary_metric),
-        ("train.gate.metric", cfg.train.gate.metric),
-    ):
-        if metric not in METRICS:
-            raise LakemlError(
-                f"config key {key!r}: unknown metric {metric!r}; choose from {', '.join(METRICS)}"
-            )
-    if cfg.train.threshold.policy not in THRESHOLD_POLICIES:
-        raise LakemlError(
-            f"config key 'train.threshold.policy': unknown policy {cfg.train.threshold.policy!r}; "
-            f"choose from {', '.join(THRESHOLD_POLICIES)}"
-        )
-    if cfg.train.split.method not in ("out_of_time", "random"):
-        raise LakemlError("config key 'train.split.method' must be 'out_of_time' or 'random'")
-    if cfg.train.class_weight not in ("balanced", "none"):
-        raise LakemlError("config key 'train.class_weight' must be 'balanced' or 'none'")
-    if cfg.source.kind not in ("events", "table"):
-        raise LakemlError(
-            f"config key 'source.kind': unknown kind {cfg.source.kind!r}; choose events or table"
-        )
-    if cfg.source.kind == "table":
-        t = cfg.source.table
-        for key in ("entity_col", "label_col"):
-            if not getattr(t, key):
-                raise LakemlError(f"config key 'source.table.{key}' is required for kind table")
-        if bool(t.snapshot_date) == bool(t.snapshot_col):
-            raise LakemlError(
-                "config: set exactly one of 'source.table.snapshot_date' and "
-                "'source.table.snapshot_col' for kind table"
-            )
-    if not cfg.features.windows or min(cfg.features.windows) < 1:
-        raise LakemlError("config key 'features.windows' must list positive day counts")
-    if cfg.features.label_horizon_days < 1:
-        raise LakemlError("config key 'features.label_horizon_days' must be at least 1")
-
-
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply `key=value` overrides, interpolate env vars, validate."""
-    p = Path(path)
-    if not p.is_file():
-        raise LakemlError(f"config file {str(p)!r} not found; pass --conf conf/local.yaml")
+    data = read_mapping(path, overrides)
     try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise LakemlError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise LakemlError(f"config file {str(p)!r} must hold a mapping of sections")
-    for assignment in overrides or []:
-        _apply_override(data, assignment)
-    data = _interpolate(data, "")
-    root = data.get("storage", {}).get("root") if isinstance(data.get("storage"), dict) else None
-    if isinstance(root, str) and root and "://" not in root and not root.startswith("/"):
-        data["storage"]["root"] = str(Path(root).resolve())
-    cfg = _build(Config, data, "")
-    cfg = dataclasses.replace(cfg, raw=data)
-    if not cfg.storage.root:
-        raise LakemlError("config key 'storage.root' is empty")
-    _validate(cfg)
+        cfg = Config.model_validate(data, context={_COLLECT: True})
+    except ValidationError as exc:
+        raise LakemlError(describe(exc, Config)) from None
+    cfg._raw = data
     return cfg

@@ -8,3 +8,10 @@ class LakemlError(Exception):
 
     The CLI prints it on one line without a traceback and exits with status 2.
     """
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (its type name if it has none),
+    cut to `limit` characters: what a one-line error quotes from Spark, MLflow or the OS."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]

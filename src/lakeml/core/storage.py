@@ -1,13 +1,17 @@
-"""Delta table I/O at the edges of each stage: read, version, write, merge."""
+"""Delta table I/O at the edges of each stage: read, version, write, commit metadata."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from lakeml.core.errors import LakemlError
+
+# Commits searched for a stage's metadata before falling back to the whole history.
+RECENT_COMMITS = 20
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -52,42 +56,75 @@ def replace_where(
     writer.save(path)
 
 
-def append_once(
-    df: DataFrame, path: str, app_id: str, version: int, partition_by: list[str] | None = None
+def append(
+    df: DataFrame,
+    path: str,
+    partition_by: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Append once per (app_id, version) with Delta's idempotent writes: a replayed
-    micro-batch (same app id and batch id) is skipped by Delta instead of appended twice."""
+    """Append `df` in one commit (creating the table if new). Delta records no commit for an
+    append without rows to an existing table (see `append_once` for one that it records).
+
+    `metadata` is stored as JSON in the commit's `userMetadata`, in the same atomic commit
+    as the rows: a stage records there what it has processed (see `commit_metadata`).
+    """
+    writer = df.write.format("delta").mode("append")
+    if metadata is not None:
+        writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+
+
+def append_once(
+    df: DataFrame,
+    path: str,
+    app_id: str,
+    version: int,
+    partition_by: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Append once per (app_id, version) with Delta's idempotent writes: a replayed write
+    (same app id, version not above the last one recorded) is skipped by Delta instead of
+    appended twice. Unlike a plain append, the commit is recorded even when `df` is empty."""
     writer = (
         df.write.format("delta")
         .mode("append")
         .option("txnAppId", app_id)
         .option("txnVersion", version)
     )
+    if metadata is not None:
+        writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
 
 
-def merge_insert_new(
-    spark: SparkSession,
-    df: DataFrame,
-    path: str,
-    keys: list[str],
-    partition_by: list[str] | None = None,
-) -> int:
-    """Insert rows of `df` whose keys are not yet in the table; return how many were inserted."""
+def commit_metadata(spark: SparkSession, path: str, key: str) -> Any | None:
+    """`key`'s value in the newest commit whose `userMetadata` (a JSON object) has it, or None
+    when no commit has it (or there is no table).
+
+    Reads the last RECENT_COMMITS commits first, so other commits in between (OPTIMIZE, a
+    manual fix) are skipped; the whole history only when none of those has the key.
+    """
     if not exists(spark, path):
-        writer = df.write.format("delta").mode("overwrite")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.save(path)
-        return read(spark, path).count()
-    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(df.alias("s"), condition)
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
-    return int(last_operation_metrics(spark, path).get("numTargetRowsInserted", 0))
+        return None
+    table = DeltaTable.forPath(spark, path)
+    for limit in (RECENT_COMMITS, None):
+        history = table.history(limit) if limit else table.history()
+        rows = history.select("version", "userMetadata").collect()
+        for row in sorted(rows, key=lambda r: -r["version"]):
+            found = _json_object(row["userMetadata"]).get(key)
+            if found is not None:
+                return found
+        if limit is not None and len(rows) < limit:
+            return None  # the whole history was already read
+    return None
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -69,8 +69,6 @@ def build_features(silver: DataFrame, snapshot_dates: list[date], windows: list[
             f"silver events lack column(s) {', '.join(missing)} that features need; "
             "rebuild silver with `lakeml features --full-refresh`"
         )
-    if not windows or min(windows) < 1:
-        raise LakemlError("config key 'features.windows' must list positive day counts")
     windows = sorted(set(windows))
     spans = sorted(set(windows) | {TREND_RECENT_DAYS, TREND_BASE_DAYS})
     snapshots = snapshot_frame(silver.sparkSession, snapshot_dates)

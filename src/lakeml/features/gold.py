@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from lakeml.core import storage
-from lakeml.core.config import Config
+from lakeml.core.config import FeaturesConfig
 from lakeml.core.errors import LakemlError
 from lakeml.features.events import build_features
 from lakeml.features.labels import build_labels
@@ -61,34 +60,52 @@ def plan_refresh(
     )
 
 
+@dataclass(frozen=True)
+class GoldPaths:
+    """The tables gold reads (silver; quarantine is only named in errors) and writes."""
+
+    silver: str
+    quarantine: str
+    features: str
+    labels: str
+
+
+@dataclass(frozen=True)
+class GoldResult:
+    snapshots_computed: list[str]  # ISO dates recomputed this run, in either table
+    feature_rows: int
+    label_rows: int
+    snapshots_total: int
+    labelled_snapshots: int
+
+
 def update(
     spark: SparkSession,
-    cfg: Config,
-    silver_path: str,
-    features_path: str,
-    labels_path: str,
+    cfg: FeaturesConfig,
+    paths: GoldPaths,
     min_new_event_date: date | None,
     full_refresh: bool = False,
-) -> dict[str, Any]:
-    """Bring the gold feature and label tables up to date with silver; return a summary.
+) -> GoldResult:
+    """Bring the gold feature and label tables up to date with silver.
 
     `min_new_event_date` is the earliest event day silver gained since the last run (None:
     nothing new). `full_refresh` rebuilds both tables, dropping snapshots not in the series,
     and is the way to pick up a change in the feature columns.
     """
-    silver = storage.read(spark, silver_path)
+    features_path, labels_path = paths.features, paths.labels
+    silver = storage.read(spark, paths.silver)
     day_range = event_day_range(silver)
     if day_range is None:
         raise LakemlError(
-            f"no valid events in silver at {silver_path!r}; see the quarantine table "
-            f"{cfg.table('quarantine')!r} for the rows that were rejected and why, fix the "
+            f"no valid events in silver at {paths.silver!r}; see the quarantine table "
+            f"{paths.quarantine!r} for the rows that were rejected and why, fix the "
             "input and run `lakeml features` again"
         )
     first_day, last_day = day_range
     if isinstance(min_new_event_date, str):
         min_new_event_date = date.fromisoformat(min_new_event_date)
-    horizon = cfg.features.label_horizon_days
-    series = snapshot_dates(cfg.features.snapshots, first_day, last_day)
+    horizon = cfg.label_horizon_days
+    series = snapshot_dates(cfg.snapshots, first_day, last_day)
     labelled = labelled_dates(series, horizon, last_day)
     stored_features = None if full_refresh else _stored_dates(spark, features_path)
     stored_labels = None if full_refresh else _stored_dates(spark, labels_path)
@@ -98,20 +115,20 @@ def update(
 
     feature_rows = label_rows = 0
     if plan.features:
-        features = build_features(silver, plan.features, cfg.features.windows)
+        features = build_features(silver, plan.features, cfg.windows)
         feature_rows = _write(spark, features, features_path, plan.features, stored_features)
         stored_features = _stored_dates(spark, features_path)
     if plan.labels:
         labels = build_labels(silver, plan.labels, horizon, last_day)
         label_rows = _write(spark, labels, labels_path, plan.labels, stored_labels)
         stored_labels = _stored_dates(spark, labels_path)
-    return {
-        "snapshots_computed": [d.isoformat() for d in sorted({*plan.features, *plan.labels})],
-        "feature_rows": feature_rows,
-        "label_rows": label_rows,
-        "snapshots_total": len(stored_features or ()),
-        "labelled_snapshots": len(stored_labels or ()),
-    }
+    return GoldResult(
+        snapshots_computed=[d.isoformat() for d in sorted({*plan.features, *plan.labels})],
+        feature_rows=feature_rows,
+        label_rows=label_rows,
+        snapshots_total=len(stored_features or ()),
+        labelled_snapshots=len(stored_labels or ()),
+    )
 
 
 def _stored_dates(spark: SparkSession, path: str) -> set[date] | None:

@@ -13,7 +13,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeml.core.config import SnapshotConfig
-from lakeml.core.errors import LakemlError
 
 CANCELLATION = "Cancellation Confirmation"
 
@@ -35,16 +34,8 @@ def snapshot_series(
     """`last_day + 1`, then every `every_days` back while `min_history_days` of data exist.
 
     Returned oldest first. The newest snapshot sees all data (its features are for scoring).
+    `every_days >= 1` and `min_history_days >= 0` are checked when the config loads.
     """
-    if every_days < 1:
-        raise LakemlError(
-            f"config key 'features.snapshots.every_days' must be at least 1, got {every_days}"
-        )
-    if min_history_days < 0:
-        raise LakemlError(
-            "config key 'features.snapshots.min_history_days' must not be negative, "
-            f"got {min_history_days}"
-        )
     earliest = first_day + timedelta(days=min_history_days)
     dates = []
     s = last_day + timedelta(days=1)
@@ -62,15 +53,8 @@ def snapshot_dates(cfg: SnapshotConfig, first_day: date, last_day: date) -> list
     if not cfg.dates:
         series = snapshot_series(first_day, last_day, cfg.every_days, cfg.min_history_days)
         return [s for s in series if s > first_day]
-    parsed = set()
-    for i, text in enumerate(cfg.dates):
-        try:
-            parsed.add(date.fromisoformat(text))
-        except ValueError:
-            raise LakemlError(
-                f"config key 'features.snapshots.dates[{i}]': {text!r} is not a date; "
-                "write YYYY-MM-DD"
-            ) from None
+    # The config checked that every entry is a YYYY-MM-DD date when it loaded.
+    parsed = {date.fromisoformat(text) for text in cfg.dates}
     return sorted(s for s in parsed if s > first_day)
 
 

@@ -1,45 +1,65 @@
 """Bronze: every raw event line exactly as it arrived, with where and when it came from.
 
-Raw files are read by Spark's streaming file source with `trigger(availableNow=True)` and
-written by the Delta sink. The checkpoint remembers which files were ingested and the
-Delta sink commits each micro-batch exactly once, so a rerun picks up only new files and,
-when there are none, writes no new table version. Nothing is parsed here: malformed lines
-are kept and judged by the silver stage.
+A run lists the input folder, subtracts the files bronze already holds (its `source_file`
+column) and appends the lines of the new files in one batch commit. The list of ingested
+files lives in the table itself, so it commits atomically with the rows: a crash cannot
+record a file without its lines, and a rerun picks up exactly the files not yet in
+bronze. A run with no new file reads no line and commits nothing. Nothing is parsed here:
+malformed lines are kept and judged by the silver stage.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import re
+from dataclasses import dataclass
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
+from lakeml.core import storage
 from lakeml.core.errors import LakemlError
 
 BRONZE_COLUMNS = ("value", "source_file", "ingested_at")
 
 
-def to_bronze(raw_lines: DataFrame) -> DataFrame:
+@dataclass(frozen=True)
+class BronzeResult:
+    rows: int  # raw lines appended this run
+    files: int  # files ingested this run
+
+
+def to_bronze(raw_lines: DataFrame, after_micros: int | None = None) -> DataFrame:
     """Text-source lines -> bronze rows: the raw line, its file and the ingestion time.
 
     `raw_lines` must come from a file source (it needs the hidden `_metadata` column).
-    In a micro-batch `current_timestamp()` is the batch time, shared by all its rows.
+    `current_timestamp()` is fixed per query, so one write's rows share one `ingested_at`.
+    With `after_micros` (the latest `ingested_at` already in bronze, as epoch microseconds)
+    the time is at least one microsecond later, so each write's time is later than every
+    earlier one even if the clock stepped back: silver relies on that order.
     """
+    now = F.current_timestamp()
+    if after_micros is not None:
+        now = F.greatest(now, F.timestamp_micros(F.lit(after_micros + 1)))
     return raw_lines.select(
         F.col("value").cast("string").alias("value"),
         F.col("_metadata.file_path").alias("source_file"),
-        F.current_timestamp().alias("ingested_at"),
+        now.alias("ingested_at"),
     )
 
 
-def _visible_files(spark: SparkSession, input_path: str) -> list[str]:
-    """Files Spark would read under `input_path` (hidden and `_` files skipped, as Spark does)."""
+def file_key(uri: str) -> str:
+    """A listed file's URI in the form `_metadata.file_path` gives it (what bronze stores).
+
+    Both are URL-encoded URIs, but a local file lists as `file:///x` and reads as `file:/x`.
+    """
+    return re.sub(r"^file:/+", "file:/", uri)
+
+
+def _read_folder(spark: SparkSession, input_path: str) -> DataFrame:
     try:
-        # A batch reader lists the folder with the same rules as the streaming source and
-        # reads no data: inputFiles() only consults the file index.
-        return spark.read.text(input_path).inputFiles()
+        return spark.read.text(input_path)
     except (PySparkException, Py4JJavaError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LakemlError(
@@ -48,50 +68,42 @@ def _visible_files(spark: SparkSession, input_path: str) -> list[str]:
         ) from None
 
 
-def _has_rows(spark: SparkSession, bronze_path: str) -> bool:
-    from lakeml.core import storage
+def _ingested(spark: SparkSession, bronze_path: str) -> tuple[set[str], int | None]:
+    """The files bronze holds and its latest `ingested_at` (epoch microseconds), in one pass."""
+    if not storage.exists(spark, bronze_path):
+        return set(), None
+    per_file = (
+        storage.read(spark, bronze_path)
+        .groupBy("source_file")
+        .agg(F.max(F.unix_micros("ingested_at")).alias("last"))
+        .collect()
+    )
+    last = max((r["last"] for r in per_file), default=None)
+    return {r["source_file"] for r in per_file}, last
 
-    return storage.exists(spark, bronze_path) and not storage.read(spark, bronze_path).isEmpty()
 
+def ingest(spark: SparkSession, input_path: str, bronze_path: str) -> BronzeResult:
+    """Append the raw lines of files not yet in bronze to the bronze Delta table.
 
-def ingest(
-    spark: SparkSession, input_path: str, bronze_path: str, checkpoint_path: str
-) -> dict[str, int]:
-    """Append raw lines of files not yet ingested to the bronze Delta table.
-
-    Returns `{"rows": lines appended this run, "files": files ingested this run}`.
     Raises `LakemlError` if the input folder is missing or unreadable, or holds no files
-    while bronze is still empty.
+    while bronze is still empty. Assumes one bronze writer at a time, as the pipeline runs it.
     """
-    if not _visible_files(spark, input_path) and not _has_rows(spark, bronze_path):
+    folder = _read_folder(spark, input_path)
+    # inputFiles() lists the folder with Spark's rules (hidden and `_` files skipped) and
+    # reads nothing; the DataFrame keeps that listing, so the read below sees the same files.
+    visible = {file_key(f) for f in folder.inputFiles()}
+    done, last_ingested = _ingested(spark, bronze_path)
+    if not visible and not done:
         raise LakemlError(
             f"no raw event files in {input_path!r} and bronze ({bronze_path!r}) is empty; "
             "generate data first (`lakeml generate`) or point source.path at your event logs"
         )
-    # Rows this run carry a batch timestamp at or after this instant (same clock: the
-    # driver), which lets the count below skip every older bronze file by its statistics.
-    now = datetime.now(timezone.utc)
-    started = now.replace(microsecond=now.microsecond // 1000 * 1000)
-    query = (
-        spark.readStream.format("text")
-        .load(input_path)
-        .transform(to_bronze)
-        .writeStream.format("delta")
-        .outputMode("append")
-        .option("checkpointLocation", checkpoint_path)
-        .trigger(availableNow=True)
-        .start(bronze_path)
-    )
-    query.awaitTermination()
-    if not any(p.numInputRows for p in query.recentProgress):
-        return {"rows": 0, "files": 0}
-    # The streaming progress reports rows but not files; Delta data skipping on
-    # `ingested_at` makes this read only the files written by this run.
-    counts = (
-        spark.read.format("delta")
-        .load(bronze_path)
-        .where(F.col("ingested_at") >= F.lit(started))
-        .agg(F.count(F.lit(1)).alias("rows"), F.count_distinct("source_file").alias("files"))
-        .first()
-    )
-    return {"rows": int(counts["rows"]), "files": int(counts["files"])}
+    new_files = sorted(visible - done)
+    if not new_files:
+        return BronzeResult(rows=0, files=0)
+    # A filter on _metadata.file_path prunes the file listing: only new files are opened.
+    new_lines = folder.where(F.col("_metadata.file_path").isin(new_files))
+    written = Observation()
+    rows = to_bronze(new_lines, last_ingested).observe(written, F.count(F.lit(1)).alias("rows"))
+    storage.append(rows, bronze_path)
+    return BronzeResult(rows=int(written.get["rows"]), files=len(new_files))

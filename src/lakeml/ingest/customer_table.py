@@ -9,14 +9,15 @@ rows for one entity and snapshot all go to quarantine (which one is true is unkn
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from functools import reduce
-from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakeml.core import storage
-from lakeml.core.config import Config, TableSourceConfig
+from lakeml.core.config import TableSourceConfig
 from lakeml.core.errors import LakemlError
 
 
@@ -72,13 +73,30 @@ def clean(raw: DataFrame, t: TableSourceConfig, snapshot_col: str) -> DataFrame:
     )
 
 
+def mark_duplicates(checked: DataFrame) -> DataFrame:
+    """Add `duplicate`: true on every copy but one of a valid row that appears more than once
+    with exactly the same values (rejected rows are never duplicates: all go to quarantine)."""
+    values = [c for c in checked.columns if c != "rule"]
+    copies = Window.partitionBy(*values).orderBy(values[0])
+    is_copy = F.col("rule").isNull() & (F.row_number().over(copies) > 1)
+    return checked.select("*", is_copy.alias("duplicate"))
+
+
 def flag_conflicts(deduplicated: DataFrame, entity_col: str, snapshot_col: str) -> DataFrame:
-    """Set `rule` to `conflicting_rows:<entity_col>` on every row whose entity and snapshot
-    appear more than once (after exact duplicates are gone, such rows disagree somewhere)."""
+    """Set `rule` to `conflicting_rows:<entity_col>` on every valid row whose entity and
+    snapshot appear on another valid row (once exact duplicates are marked or gone, such
+    rows disagree somewhere). Rows already rejected or marked `duplicate` are left alone."""
+    candidate = F.col("rule").isNull()
+    if "duplicate" in deduplicated.columns:
+        candidate = candidate & ~F.col("duplicate")
     per_key = Window.partitionBy(entity_col, snapshot_col)
-    conflict = F.when(F.count(F.lit(1)).over(per_key) > 1, F.lit(f"conflicting_rows:{entity_col}"))
+    shared = F.count(F.when(candidate, F.lit(1))).over(per_key) > 1
+    conflict = F.when(candidate & shared, F.lit(f"conflicting_rows:{entity_col}"))
     return deduplicated.select(
-        *[conflict.alias(c) if c == "rule" else F.col(c) for c in deduplicated.columns]
+        *[
+            conflict.otherwise(F.col(c)).alias(c) if c == "rule" else F.col(c)
+            for c in deduplicated.columns
+        ]
     )
 
 
@@ -102,58 +120,94 @@ def to_labels(
     )
 
 
-def update(spark: SparkSession, cfg: Config, input_path: str | None = None) -> dict[str, Any]:
-    """Read the configured table, write silver, quarantine, gold features and labels.
+@dataclass(frozen=True)
+class TableResult:
+    input_rows: int
+    silver_rows: int
+    quarantined: int
+    quarantine_by_rule: dict[str, int]
+    duplicates_removed: int
+    snapshots: list[str]
 
-    Each table is replaced for the snapshot dates present in the input, so a rerun changes
-    nothing and other snapshots (earlier extracts of the same table) are kept.
-    """
-    t = cfg.source.table
-    path = input_path or cfg.source_path
-    snapshot_col = cfg.train.snapshot_col
+    @property
+    def reconciles(self) -> bool:
+        """Every input row is accounted for: kept, quarantined or an exact duplicate."""
+        return self.input_rows == self.silver_rows + self.quarantined + self.duplicates_removed
+
+
+def _read(spark: SparkSession, t: TableSourceConfig, path: str) -> DataFrame:
     try:
-        raw = spark.read.format(t.format).options(**t.options).load(path)
+        return spark.read.format(t.format).options(**t.options).load(path)
     except Exception as exc:  # Spark raises AnalysisException subclasses for missing paths
         message = f"cannot read a {t.format} table at {path!r}: {exc}".splitlines()[0]
         raise LakemlError(message) from None
-    checked = clean(raw, t, snapshot_col).cache()
-    total = checked.count()
-    if total == 0:
-        checked.unpersist()
-        raise LakemlError(f"the source table at {path!r} has no rows")
-    dates = [r[0] for r in checked.select(snapshot_col).distinct().collect() if r[0] is not None]
-    valid_all = checked.where(F.col("rule").isNull())
-    deduplicated = valid_all.dropDuplicates()
-    # Counted from the input, independently of what the writes below keep, so that
-    # input = kept + quarantined + duplicates is a check and not an identity.
-    duplicates = valid_all.count() - deduplicated.count()
-    resolved = flag_conflicts(deduplicated, t.entity_col, snapshot_col)
-    valid = resolved.where(F.col("rule").isNull()).drop("rule", "value")
-    rejected = checked.where(F.col("rule").isNotNull()).unionByName(
-        resolved.where(F.col("rule").isNotNull())
-    )
-    quarantine = rejected.select(
-        "value", snapshot_col, "rule", F.current_timestamp().alias("quarantined_at")
-    )
+
+
+def _replace(df: DataFrame, path: str, dates: list[date], snapshot_col: str) -> int:
+    """Replace the snapshots `dates` of the table with `df`'s rows; return rows written."""
     in_dates = F.col(snapshot_col).isin([F.lit(d) for d in dates])
     where = f"{snapshot_col} IN ({', '.join(repr(d.isoformat()) for d in dates)})"
-    outputs = {
-        "silver": valid,
-        "quarantine": quarantine,
-        "features": to_features(valid, t, snapshot_col),
-        "labels": to_labels(valid, t, snapshot_col, cfg.train.label_col),
-    }
-    for name, df in outputs.items():
-        storage.replace_where(df.where(in_dates), cfg.table(name), where, [snapshot_col])
-    kept = storage.read(spark, cfg.table("silver")).where(in_dates).count()
-    quarantined = storage.read(spark, cfg.table("quarantine")).where(in_dates).count()
-    by_rule = {r["rule"]: r["count"] for r in rejected.groupBy("rule").count().collect()}
-    checked.unpersist()
-    return {
-        "input_rows": total,
-        "silver_rows": kept,
-        "quarantined": quarantined,
-        "quarantine_by_rule": by_rule,
-        "duplicates_removed": duplicates,
-        "snapshots": sorted(d.isoformat() for d in dates),
-    }
+    written = Observation()
+    rows = df.where(in_dates).observe(written, F.count(F.lit(1)).alias("rows"))
+    storage.replace_where(rows, path, where, [snapshot_col])
+    return int(written.get["rows"])
+
+
+def update(
+    spark: SparkSession,
+    source: TableSourceConfig,
+    input_path: str,
+    snapshot_col: str,
+    label_col: str,
+    paths: dict[str, str],
+) -> TableResult:
+    """Read the table at `input_path`; write silver, quarantine, features and labels (the
+    table paths in `paths`); `label_col` names the 0/1 label column written to labels.
+
+    Each table is replaced for the snapshot dates present in the input, so a rerun changes
+    nothing and other snapshots (earlier extracts of the same table) are kept. The input is
+    judged once and cached; one aggregation gives the dates and the counts from the input,
+    and the writes count the rows they write, so input = kept + quarantined + duplicates is
+    a check of what was written and not an identity.
+    """
+    t = source
+    raw = _read(spark, t, input_path)
+    # One shuffle by entity serves both windows below (both keys include it). Not by the
+    # snapshot too: a snapshot date from config is a constant, which clusters nothing.
+    checked = clean(raw, t, snapshot_col).repartition(t.entity_col)
+    judged = flag_conflicts(mark_duplicates(checked), t.entity_col, snapshot_col).persist()
+    try:
+        groups = judged.groupBy("rule", "duplicate", snapshot_col).count().collect()
+        if not groups:
+            raise LakemlError(f"the source table at {input_path!r} has no rows")
+        dates = sorted({r[snapshot_col] for r in groups if r[snapshot_col] is not None})
+        if not dates:
+            raise LakemlError(
+                f"no row of the source table at {input_path!r} has a snapshot date; "
+                "set source.table.snapshot_date or fix the column source.table.snapshot_col"
+            )
+        valid = judged.where(F.col("rule").isNull() & ~F.col("duplicate")).drop(
+            "rule", "value", "duplicate"
+        )
+        quarantine = judged.where(F.col("rule").isNotNull()).select(
+            "value", snapshot_col, "rule", F.current_timestamp().alias("quarantined_at")
+        )
+        kept = _replace(valid, paths["silver"], dates, snapshot_col)
+        quarantined = _replace(quarantine, paths["quarantine"], dates, snapshot_col)
+        _replace(to_features(valid, t, snapshot_col), paths["features"], dates, snapshot_col)
+        labels = to_labels(valid, t, snapshot_col, label_col)
+        _replace(labels, paths["labels"], dates, snapshot_col)
+    finally:
+        judged.unpersist()
+    by_rule: dict[str, int] = {}
+    for r in groups:
+        if r["rule"] is not None:
+            by_rule[r["rule"]] = by_rule.get(r["rule"], 0) + int(r["count"])
+    return TableResult(
+        input_rows=sum(int(r["count"]) for r in groups),
+        silver_rows=kept,
+        quarantined=quarantined,
+        quarantine_by_rule=by_rule,
+        duplicates_removed=sum(int(r["count"]) for r in groups if r["duplicate"]),
+        snapshots=[d.isoformat() for d in dates],
+    )

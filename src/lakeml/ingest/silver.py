@@ -2,17 +2,18 @@
 
 Each bronze row ends in exactly one place: silver (a new valid event), quarantine (a line
 that broke a rule, with the first rule it broke) or the duplicate count (a valid event
-already in silver). The pure transforms below do the judging; `update` streams the bronze
-rows not yet processed through them and writes the results exactly once.
+already in silver). The pure transforms below do the judging; `update` runs the bronze rows
+not yet processed through them in one batch and writes the results exactly once.
 """
 
 from __future__ import annotations
 
-import threading
+import datetime
+from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -259,120 +260,140 @@ def classify(bronze_rows: DataFrame) -> DataFrame:
     )
 
 
-def _process_batch(
+# userMetadata key of silver and quarantine commits: the last bronze ingested_at taken in (µs).
+PROCESSED_KEY = "silver_bronze_until_us"
+
+
+@dataclass(frozen=True)
+class SilverResult:
+    bronze_rows: int
+    silver_inserted: int
+    quarantined: int
+    duplicates_removed: int
+    quarantine_by_rule: dict[str, int]
+    min_new_event_date: datetime.date | None  # earliest event_date inserted this run
+
+    @property
+    def reconciles(self) -> bool:
+        """Every bronze row of the run is accounted for: kept, quarantined or a duplicate."""
+        return self.bronze_rows == self.silver_inserted + self.quarantined + self.duplicates_removed
+
+
+def _at(micros: int) -> Column:
+    return F.timestamp_micros(F.lit(micros))
+
+
+def _processed_until(spark: SparkSession, path: str) -> int | None:
+    """The latest bronze `ingested_at` (epoch microseconds) the table has taken in."""
+    until = storage.commit_metadata(spark, path, PROCESSED_KEY)
+    if until is not None or not storage.exists(spark, path):
+        return None if until is None else int(until)
+    # A table written before commits recorded this: its newest row is the best bound known.
+    return storage.read(spark, path).agg(F.max(F.unix_micros("ingested_at"))).first()[0]
+
+
+def _count_by_rule(classified: DataFrame) -> list[Row]:
+    """One row per rule (null: valid) with its rows, event dates and latest ingest time."""
+    return (
+        classified.groupBy("rule")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.min("event_date").alias("first_day"),
+            F.max("event_date").alias("last_day"),
+            F.max(F.unix_micros("ingested_at")).alias("until"),
+        )
+        .collect()
+    )
+
+
+def _write_quarantine(
     spark: SparkSession,
     batch: DataFrame,
-    batch_id: int,
-    app_id: str,
-    silver_path: str,
-    quarantine_path: str,
+    path: str,
+    rejected: list[Row],
+    silver_until: int | None,
+    marker: dict[str, int],
+) -> None:
+    """Append the batch's rejected rows not in quarantine yet (created even if none are)."""
+    exists = storage.exists(spark, path)
+    if exists and not rejected:
+        return
+    rows = batch.where(F.col("rule").isNotNull())
+    written = _processed_until(spark, path) if exists else None
+    if written is not None and (silver_until is None or written > silver_until):
+        # Quarantine ahead of silver: a run stopped between the two writes, and the rejected
+        # rows up to quarantine's mark are in it already.
+        if max(r["until"] for r in rejected) <= written:
+            return
+        rows = rows.where(F.col("ingested_at") > _at(written))
+    storage.append(to_quarantine(rows), path, metadata=marker)
+
+
+def _write_silver(
+    spark: SparkSession, batch: DataFrame, path: str, valid: Row | None, marker: dict[str, int]
 ) -> dict[str, Any]:
-    """One micro-batch: judge every line, append the rejected ones to quarantine and the new
-    events to silver, and return the batch's counts (the keys `update` returns)."""
-    classified = classify(batch).persist()
-    try:
-        per_rule = (
-            classified.groupBy("rule")
-            .agg(
-                F.count(F.lit(1)).alias("rows"),
-                F.min("event_date").alias("first_day"),
-                F.max("event_date").alias("last_day"),
-            )
-            .collect()
+    """Append the batch's events minus the event_ids already in silver (an anti join on the
+    batch's dates); return the rows inserted and their earliest date, exactly."""
+    existing = None
+    if valid is not None and storage.exists(spark, path):
+        # An event_id fixes its event_date, so only the batch's dates can hold it.
+        existing = storage.read(spark, path).where(
+            F.col("event_date").between(valid["first_day"], valid["last_day"])
         )
-        valid = next((r for r in per_rule if r["rule"] is None), None)
-        rejected = {r["rule"]: int(r["rows"]) for r in per_rule if r["rule"] is not None}
-        if rejected or not storage.exists(spark, quarantine_path):
-            quarantine = to_quarantine(classified.where(F.col("rule").isNotNull()))
-            storage.append_once(quarantine, quarantine_path, app_id, batch_id)
-
-        existing = None
-        if valid is not None and storage.exists(spark, silver_path):
-            # An event_id fixes its event_date, so only the batch's dates can hold it.
-            existing = storage.read(spark, silver_path).where(
-                F.col("event_date").between(valid["first_day"], valid["last_day"])
-            )
-        fresh = drop_duplicate_events(classified.where(F.col("rule").isNull()), existing)
-        # Not cached: this count needs only event_date and event_id, and recomputing them
-        # costs less than caching the full rows would.
-        inserted = fresh.agg(
-            F.count(F.lit(1)).alias("rows"), F.min("event_date").alias("first_day")
-        ).first()
-        if inserted["rows"] or not storage.exists(spark, silver_path):
-            storage.append_once(fresh, silver_path, app_id, batch_id, PARTITION_COLUMNS)
-    finally:
-        classified.unpersist()
-
-    valid_rows = int(valid["rows"]) if valid is not None else 0
-    return {
-        "bronze_rows": valid_rows + sum(rejected.values()),
-        "silver_inserted": int(inserted["rows"]),
-        "quarantined": sum(rejected.values()),
-        "duplicates_removed": valid_rows - int(inserted["rows"]),
-        "quarantine_by_rule": rejected,
-        "min_new_event_date": inserted["first_day"],
-    }
-
-
-def _add_counts(totals: dict[str, Any], batch: dict[str, Any]) -> None:
-    for key in ("bronze_rows", "silver_inserted", "quarantined", "duplicates_removed"):
-        totals[key] += batch[key]
-    for rule, rows in batch["quarantine_by_rule"].items():
-        totals["quarantine_by_rule"][rule] = totals["quarantine_by_rule"].get(rule, 0) + rows
-    days = [d for d in (totals["min_new_event_date"], batch["min_new_event_date"]) if d]
-    totals["min_new_event_date"] = min(days, default=None)
+    fresh = drop_duplicate_events(batch.where(F.col("rule").isNull()), existing)
+    # Counted while written (no second pass): the rows and first day the commit holds.
+    inserted = Observation()
+    observed = fresh.observe(
+        inserted, F.count(F.lit(1)).alias("rows"), F.min("event_date").alias("first_day")
+    )
+    storage.append(observed, path, PARTITION_COLUMNS, metadata=marker)
+    if inserted.get["rows"] == 0:
+        # Delta drops an append without rows, but the batch must still be marked done (or
+        # its duplicates count again): a commit carrying a transaction id is recorded.
+        nothing = spark.createDataFrame([], SILVER_SCHEMA)
+        until = marker[PROCESSED_KEY]
+        storage.append_once(nothing, path, "lakeml-silver", until, PARTITION_COLUMNS, marker)
+    return inserted.get
 
 
 def update(
-    spark: SparkSession,
-    bronze_path: str,
-    silver_path: str,
-    quarantine_path: str,
-    checkpoint_path: str,
-) -> dict[str, Any]:
+    spark: SparkSession, bronze_path: str, silver_path: str, quarantine_path: str
+) -> SilverResult:
     """Move bronze rows not yet processed into silver or quarantine, exactly once.
 
-    Returns this run's `bronze_rows`, `silver_inserted`, `quarantined`,
-    `duplicates_removed` (the first equals the sum of the other three),
-    `quarantine_by_rule` and `min_new_event_date` (earliest event_date inserted, or None).
-
-    A streaming read of bronze (`availableNow`) remembers in the checkpoint which rows were
-    processed. Each micro-batch appends with Delta's idempotent `txnAppId`/`txnVersion`, the
-    app id being the streaming query's id (kept in the checkpoint; a new checkpoint gets a
-    new id, so its restarted batch numbers are not mistaken for batches already written).
-    Silver gets an append of the batch's events minus the event_ids already in silver (a
-    left anti join on the batch's date range) rather than an insert-only MERGE: the same
-    join, but the inserted rows are known, which gives `min_new_event_date` exactly.
-    This assumes one writer of silver at a time, as the pipeline runs it.
+    The batch: bronze rows ingested after the time silver's last commit recorded, judged
+    once, cached, counted by one aggregation. Quarantine is appended, then silver; each
+    commit records the batch's latest `ingested_at`, so silver's commit marks the batch done
+    atomically, and a rerun after a crash between the two skips the rejected rows already
+    quarantined. Nothing new: no commit. Assumes one writer at a time, as the pipeline runs.
     """
     if not storage.exists(spark, bronze_path):
         raise LakemlError(f"no bronze table at {bronze_path!r}; run the bronze ingest first")
-    totals: dict[str, Any] = {
-        "bronze_rows": 0,
-        "silver_inserted": 0,
-        "quarantined": 0,
-        "duplicates_removed": 0,
-        "quarantine_by_rule": {},
-        "min_new_event_date": None,
-    }
-    query_id: dict[str, str] = {}
-    started = threading.Event()
-
-    def write_batch(batch: DataFrame, batch_id: int) -> None:
-        started.wait()  # until query_id is set: batches run on the stream's own thread
-        app_id = f"lakeml-silver-{query_id['id']}"
-        counts = _process_batch(spark, batch, batch_id, app_id, silver_path, quarantine_path)
-        _add_counts(totals, counts)
-
-    query = (
-        spark.readStream.format("delta")
-        .load(bronze_path)
-        .writeStream.foreachBatch(write_batch)
-        .option("checkpointLocation", checkpoint_path)
-        .trigger(availableNow=True)
-        .start()
+    silver_until = _processed_until(spark, silver_path)
+    bronze = storage.read(spark, bronze_path)
+    if silver_until is not None:
+        bronze = bronze.where(F.col("ingested_at") > _at(silver_until))
+    classified = classify(bronze).persist()
+    try:
+        per_rule = _count_by_rule(classified)
+        if not per_rule:
+            return SilverResult(0, 0, 0, 0, {}, None)
+        until = max(r["until"] for r in per_rule)
+        marker = {PROCESSED_KEY: until}
+        # Should a cached block be recomputed, bronze may have grown: keep to this batch.
+        batch = classified.where(F.col("ingested_at") <= _at(until))
+        rejected = [r for r in per_rule if r["rule"] is not None]
+        valid = next((r for r in per_rule if r["rule"] is None), None)
+        _write_quarantine(spark, batch, quarantine_path, rejected, silver_until, marker)
+        inserted = _write_silver(spark, batch, silver_path, valid, marker)
+    finally:
+        classified.unpersist()
+    valid_rows, by_rule = (valid["rows"] if valid else 0), {r["rule"]: r["rows"] for r in rejected}
+    return SilverResult(
+        bronze_rows=valid_rows + sum(by_rule.values()),
+        silver_inserted=inserted["rows"],
+        quarantined=sum(by_rule.values()),
+        duplicates_removed=valid_rows - inserted["rows"],
+        quarantine_by_rule=by_rule,
+        min_new_event_date=inserted["first_day"],
     )
-    query_id["id"] = str(query.id)
-    started.set()
-    query.awaitTermination()
-    return totals

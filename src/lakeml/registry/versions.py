@@ -1,84 +1,48 @@
-"""The model registry: versions behind aliases, the champion gate, listing and promotion.
-
-Every trained model becomes a new version with alias `challenger`. It takes `champion`
-only if it passes the absolute floors (gate.min_roc_auc, gate.min_pr_auc) and beats the
-current champion's `gate.metric` by at least `gate.margin`, both scored on THIS run's
-test window: old metrics were measured on other data and are not comparable.
-"""
+"""Registered versions behind aliases: look up, register, list and promote by hand."""
 
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from lakeml.core.config import Config, GateConfig
 from lakeml.core.errors import LakemlError
-from lakeml.core.report import Report
-from lakeml.tracking.store import connect
-from lakeml.training.evaluate import METRIC_KEYS
-
-CHAMPION, CHALLENGER = "champion", "challenger"
-# Small float noise must not turn "equal" into "better".
-EPSILON = 1e-9
+from lakeml.tracking import tags
 
 
 @dataclass(frozen=True)
-class GateResult:
-    promoted: bool
-    reasons: list[str] = field(default_factory=list)
+class VersionRow:
+    """One registry version as a row of `lakeml models`."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    model_type: str
+    gate_decision: str
+    test_roc_auc: str
+    test_pr_auc: str
+    threshold: str
+    test_snapshots: str
+    created: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """An alias moved by hand."""
+
+    model: str
+    alias: str
+    version: str
+    previous_version: str | None
 
     @property
-    def decision(self) -> str:
-        return "promoted" if self.promoted else "rejected"
-
-
-def gate_decision(
-    challenger: dict[str, float],
-    champion: dict[str, float] | None,
-    gate: GateConfig,
-    champion_version: str | None = None,
-    champion_error: str | None = None,
-) -> GateResult:
-    """Decide whether the challenger replaces the champion; say why in plain words.
-
-    `champion` holds the champion's metrics on the same test window (None: there is no
-    champion, or it could not score this window, as `champion_error` says).
-    """
-    reasons: list[str] = []
-    passes = True
-    for key, floor, name in (
-        ("roc_auc", gate.min_roc_auc, "min_roc_auc"),
-        ("pr_auc", gate.min_pr_auc, "min_pr_auc"),
-    ):
-        value = challenger[key]
-        if value < floor:
-            passes = False
-            reasons.append(f"test {key} {value:.4f} is below gate.{name} {floor}")
-        else:
-            reasons.append(f"test {key} {value:.4f} >= gate.{name} {floor}")
-    key = METRIC_KEYS[gate.metric]
-    if champion is None:
-        beats = True
-        if champion_error:
-            reasons.append(f"champion v{champion_version} not comparable: {champion_error}")
-        else:
-            reasons.append("no champion yet")
-    else:
-        diff = challenger[key] - champion[key]
-        beats = diff > EPSILON and diff >= gate.margin - EPSILON
-        verdict = "beats it by at least" if beats else "does not beat it by"
-        reasons.append(
-            f"{gate.metric} {challenger[key]:.4f} vs champion v{champion_version} "
-            f"{champion[key]:.4f} on this test window ({diff:+.4f}): {verdict} "
-            f"gate.margin {gate.margin}"
-        )
-    return GateResult(passes and beats, reasons)
+    def model_uri(self) -> str:
+        return f"models:/{self.model}@{self.alias}"
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -89,28 +53,27 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion |
         return None
 
 
-def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
+def register(model_uri: str, name: str, version_tags: dict[str, str]) -> ModelVersion:
     """A new version of `name` (created if new) from a logged model, with its tags."""
-    return mlflow.register_model(model_uri, name, await_registration_for=0, tags=tags)
+    return mlflow.register_model(model_uri, name, await_registration_for=0, tags=version_tags)
 
 
-def version_row(mv: ModelVersion, aliases: list[str]) -> dict[str, Any]:
-    """One registry version as a row of `lakeml models`."""
-    tags = mv.tags or {}
+def version_row(mv: ModelVersion, aliases: list[str]) -> VersionRow:
+    t = mv.tags or {}
     created = datetime.datetime.fromtimestamp(mv.creation_timestamp / 1000, datetime.timezone.utc)
-    return {
-        "name": mv.name,
-        "version": str(mv.version),
-        "aliases": sorted(aliases),
-        "model_type": tags.get("model_type", ""),
-        "gate_decision": tags.get("gate_decision", ""),
-        "test_roc_auc": tags.get("test_roc_auc", ""),
-        "test_pr_auc": tags.get("test_pr_auc", ""),
-        "threshold": tags.get("threshold", ""),
-        "test_snapshots": tags.get("test_snapshots", ""),
-        "created": created.strftime("%Y-%m-%d %H:%M:%S"),
-        "run_id": mv.run_id,
-    }
+    return VersionRow(
+        name=mv.name,
+        version=str(mv.version),
+        aliases=sorted(aliases),
+        model_type=t.get(tags.MODEL_TYPE, ""),
+        gate_decision=t.get(tags.GATE_DECISION, ""),
+        test_roc_auc=t.get(tags.TEST_ROC_AUC, ""),
+        test_pr_auc=t.get(tags.TEST_PR_AUC, ""),
+        threshold=t.get(tags.THRESHOLD, ""),
+        test_snapshots=t.get(tags.TEST_SNAPSHOTS, ""),
+        created=created.strftime("%Y-%m-%d %H:%M:%S"),
+        run_id=mv.run_id,
+    )
 
 
 def _versions(client: MlflowClient, name: str) -> list[ModelVersion]:
@@ -133,49 +96,17 @@ def _aliases(client: MlflowClient, name: str) -> dict[str, list[str]]:
     return out
 
 
-def _fmt(value: str) -> str:
-    try:
-        return f"{float(value):.4f}"
-    except ValueError:
-        return value or "-"
-
-
-def list_models(cfg: Config, report: Report) -> None:
-    """Print the versions of the churn model and its baseline, newest first."""
-    client = connect(cfg)
-    name = cfg.mlflow.registered_model
+def list_versions(client: MlflowClient, names: list[str]) -> list[VersionRow]:
+    """Every version of the named models, newest first within each."""
     rows = []
-    for n in (name, f"{name}-baseline"):
+    for n in names:
         aliases = _aliases(client, n)
         rows += [version_row(mv, aliases.get(str(mv.version), [])) for mv in _versions(client, n)]
-    if not rows:
-        report.progress("models", f"no versions of {name!r} registered yet; run `lakeml train`")
-    else:
-        header = ("name", "version", "aliases", "type", "gate", "roc_auc", "pr_auc", "created")
-        lines = [
-            (
-                r["name"],
-                r["version"],
-                ",".join(r["aliases"]) or "-",
-                r["model_type"] or "-",
-                r["gate_decision"] or "-",
-                _fmt(r["test_roc_auc"]),
-                _fmt(r["test_pr_auc"]),
-                r["created"],
-            )
-            for r in rows
-        ]
-        widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
-        for line in (header, *lines):
-            cells = (str(x).ljust(w) for x, w in zip(line, widths, strict=True))
-            print("  ".join(cells).rstrip(), flush=True)
-    report.add(registered_model=name, tracking_uri=cfg.tracking_uri, models=rows)
+    return rows
 
 
-def promote(cfg: Config, report: Report, version: str, alias: str = CHAMPION) -> None:
+def promote(client: MlflowClient, name: str, version: str, alias: str) -> Promotion:
     """Point `alias` at `version` by hand (e.g. roll back the champion)."""
-    client = connect(cfg)
-    name = cfg.mlflow.registered_model
     version = str(version).strip()
     if not alias or not alias.replace("_", "").replace("-", "").isalnum():
         raise LakemlError(f"alias {alias!r} is not valid: use letters, digits, - and _")
@@ -189,15 +120,5 @@ def promote(cfg: Config, report: Report, version: str, alias: str = CHAMPION) ->
     previous = alias_version(client, name, alias)
     client.set_registered_model_alias(name, alias, version)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    client.set_model_version_tag(name, version, f"promoted_by_hand_{alias}", now)
-    before = str(previous.version) if previous else None
-    report.progress("promote", f"{name}@{alias}: v{before or '-'} -> v{version}")
-    report.add(
-        promoted={
-            "model": name,
-            "alias": alias,
-            "version": version,
-            "previous_version": before,
-            "model_uri": f"models:/{name}@{alias}",
-        }
-    )
+    client.set_model_version_tag(name, version, tags.promoted_by_hand(alias), now)
+    return Promotion(name, alias, version, str(previous.version) if previous else None)

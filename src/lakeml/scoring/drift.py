@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
@@ -22,9 +23,9 @@ from pyspark.sql import Column, DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakeml.core import storage
-from lakeml.core.config import Config
-from lakeml.core.errors import LakemlError
-from lakeml.core.report import Report
+from lakeml.core.config import MonitorConfig
+from lakeml.core.errors import LakemlError, first_line
+from lakeml.tracking import tags as tag
 from lakeml.training import trainset
 
 # Share given to a bin one side has no values in, so the log stays finite.
@@ -32,7 +33,6 @@ EPSILON = 1e-4
 NUMERIC_TYPES = ("long", "integer", "double", "float")
 # percentile_approx accuracy: 1/accuracy is the relative rank error of the bin edges.
 QUANTILE_ACCURACY = 1000
-LINEAGE_TAGS = ("features_path", "features_version", "train_snapshots")
 ROWS = "__rows"
 
 
@@ -227,34 +227,34 @@ def training_window(
     spark: SparkSession, tags: dict[str, str], snapshot_col: str, features: list[str]
 ) -> DataFrame:
     """The model's training rows, from its lineage tags (Delta time travel)."""
-    missing = [t for t in LINEAGE_TAGS if not tags.get(t)]
+    missing = [t for t in tag.DRIFT_LINEAGE if not tags.get(t)]
     if missing:
         raise LakemlError(
             f"the model version has no {', '.join(missing)} tag, so its training window is "
             "unknown; models registered by `lakeml train` carry it"
         )
-    path, version = tags["features_path"], tags["features_version"]
+    path, version = tags[tag.FEATURES_PATH], tags[tag.FEATURES_VERSION]
     try:
         df = storage.read(spark, path, version=int(version))
         columns = df.columns
     except (AnalysisException, Py4JJavaError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LakemlError(
-            f"cannot read the training features {path} at version {version} ({first_line}); "
+            f"cannot read the training features {path} at version {version} "
+            f"({first_line(exc)}); "
             "was the table vacuumed or moved?"
         ) from None
     absent = [f for f in [snapshot_col, *features] if f not in columns]
     if absent:
         raise LakemlError(f"the training features {path} lack columns {', '.join(absent)}")
     try:
-        dates = [dt.date.fromisoformat(d.strip()) for d in tags["train_snapshots"].split(",")]
+        dates = [dt.date.fromisoformat(d.strip()) for d in tags[tag.TRAIN_SNAPSHOTS].split(",")]
     except ValueError:
         raise LakemlError(
-            f"the train_snapshots tag {tags['train_snapshots']!r} is not a comma-separated "
+            f"the train_snapshots tag {tags[tag.TRAIN_SNAPSHOTS]!r} is not a comma-separated "
             "list of YYYY-MM-DD dates"
         ) from None
     window = df.filter(F.col(snapshot_col).cast("date").isin(dates))
-    if tags.get("split_method") == trainset.RANDOM:
+    if tags.get(tag.SPLIT_METHOD) == trainset.RANDOM:
         window = window.filter(random_train_rows(tags))
     return window.select(*features)
 
@@ -262,14 +262,14 @@ def training_window(
 def random_train_rows(tags: dict[str, str]) -> Column:
     """The train window of a random split, from its `split_fractions` and `entity_col` tags."""
     try:
-        parts = dict(p.split("=", 1) for p in tags["split_fractions"].split(","))
+        parts = dict(p.split("=", 1) for p in tags[tag.SPLIT_FRACTIONS].split(","))
         cut = float(parts["test"]) + float(parts["validation"])
         seed = int(parts["seed"])
-        entity = tags["entity_col"]
+        entity = tags[tag.ENTITY_COL]
     except (KeyError, ValueError):
         raise LakemlError(
             f"the model version's random-split tags (split_fractions="
-            f"{tags.get('split_fractions')!r}, entity_col={tags.get('entity_col')!r}) are "
+            f"{tags.get(tag.SPLIT_FRACTIONS)!r}, entity_col={tags.get(tag.ENTITY_COL)!r}) are "
             "incomplete, so its training rows are unknown"
         ) from None
     return trainset.entity_bucket(entity, seed) >= F.lit(cut)
@@ -290,7 +290,7 @@ def metric_key(text: str) -> str:
 
 def log_to_mlflow(
     rows: list[dict[str, Any]],
-    cfg: Config,
+    monitor: MonitorConfig,
     snapshot_date: dt.date,
     model_name: str,
     model_version: int,
@@ -318,9 +318,9 @@ def log_to_mlflow(
     ) as run:
         mlflow.log_params(
             {
-                "psi_bins": cfg.monitor.psi_bins,
-                "psi_threshold": cfg.monitor.psi_threshold,
-                "null_rate_threshold": cfg.monitor.null_rate_threshold,
+                "psi_bins": monitor.psi_bins,
+                "psi_threshold": monitor.psi_threshold,
+                "null_rate_threshold": monitor.null_rate_threshold,
             }
         )
         mlflow.log_metrics(metrics)
@@ -328,62 +328,67 @@ def log_to_mlflow(
     return run.info.run_id
 
 
+@dataclass(frozen=True)
+class DriftResult:
+    """The drift check of one scored snapshot: warnings per drifted feature, or why skipped."""
+
+    warnings: list[str] = field(default_factory=list)
+    drifted_features: list[str] = field(default_factory=list)
+    features_checked: int = 0
+    table_path: str | None = None
+    table_version: int | None = None
+    mlflow_run_id: str | None = None
+    skipped: str | None = None
+
+
 def check_drift(
     spark: SparkSession,
-    cfg: Config,
-    report: Report,
+    monitor: MonitorConfig,
+    drift_path: str,
     scored: DataFrame,
     features: list[tuple[str, str]],
     snapshot_date: dt.date,
-    model_name: str,
-    model_version: int,
-    tags: dict[str, str],
-) -> dict[str, Any]:
-    """Compare `scored` with the model's training window, write the drift rows (replacing this
-    snapshot and model version's), log them to MLflow and return warnings for drifted features.
+    model: tuple[str, int, dict[str, str]],
+    snapshot_col: str,
+) -> DriftResult:
+    """Compare `scored` with the training window of `model` (name, version, tags), write the
+    drift rows (replacing this snapshot and model version's), log them to MLflow.
 
     Without training lineage the check is skipped with a reason, never failing the scoring.
     """
-    snapshot_col = tags.get("snapshot_col") or cfg.train.snapshot_col
+    model_name, model_version, tags = model
     numeric, _ = split_features(features)
     try:
         train = training_window(spark, tags, snapshot_col, [name for name, _ in features])
-        profile = quantile_edges(train, numeric, cfg.monitor.psi_bins).first()
+        profile = quantile_edges(train, numeric, monitor.psi_bins).first()
         if profile is None or profile[ROWS] == 0:
             raise LakemlError(
-                f"the training window ({tags['train_snapshots']}) has no rows in "
-                f"{tags['features_path']} at version {tags['features_version']}"
+                f"the training window ({tags[tag.TRAIN_SNAPSHOTS]}) has no rows in "
+                f"{tags[tag.FEATURES_PATH]} at version {tags[tag.FEATURES_VERSION]}"
             )
     except LakemlError as exc:
-        report.progress("drift", f"skipped: {exc}")
-        return {"skipped": str(exc), "warnings": [], "table": None, "drifted_features": []}
+        return DriftResult(skipped=str(exc))
 
-    stats = compute_drift(train, scored, features, cfg.monitor.psi_bins, profile)
+    stats = compute_drift(train, scored, features, monitor.psi_bins, profile)
     rows_df = drift_rows(
         stats,
         snapshot_date,
         model_name,
         model_version,
-        cfg.monitor.psi_threshold,
-        cfg.monitor.null_rate_threshold,
+        monitor.psi_threshold,
+        monitor.null_rate_threshold,
     )
     # One small row per feature: compute once, then write and report the same values.
     collected = rows_df.collect()
-    path = cfg.table("drift")
     condition = drift_condition(snapshot_date, model_name, model_version)
-    storage.replace_where(spark.createDataFrame(collected, rows_df.schema), path, condition)
+    storage.replace_where(spark.createDataFrame(collected, rows_df.schema), drift_path, condition)
     rows = [r.asDict() for r in collected]
-    run_id = log_to_mlflow(rows, cfg, snapshot_date, model_name, model_version)
-    warnings = drift_warnings(rows, cfg.monitor.psi_threshold, cfg.monitor.null_rate_threshold)
-    drifted = sorted(r["feature"] for r in rows if r["drifted"])
-    if warnings:
-        report.progress("drift", f"WARNING {len(warnings)} features drifted: {'; '.join(warnings)}")
-    else:
-        report.progress("drift", f"{len(rows)} features checked, none drifted")
-    return {
-        "table": {"path": path, "version": storage.version(spark, path)},
-        "features_checked": len(rows),
-        "drifted_features": drifted,
-        "warnings": warnings,
-        "mlflow_run_id": run_id,
-    }
+    run_id = log_to_mlflow(rows, monitor, snapshot_date, model_name, model_version)
+    return DriftResult(
+        warnings=drift_warnings(rows, monitor.psi_threshold, monitor.null_rate_threshold),
+        drifted_features=sorted(r["feature"] for r in rows if r["drifted"]),
+        features_checked=len(rows),
+        table_path=drift_path,
+        table_version=storage.version(spark, drift_path),
+        mlflow_run_id=run_id,
+    )

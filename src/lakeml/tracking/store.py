@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from lakeml.core.config import Config
 from lakeml.core.errors import LakemlError
+from lakeml.core.logs import quiet_python_loggers
 
 
 def check_reachable(uri: str, timeout_seconds: float) -> None:
@@ -36,6 +37,8 @@ def check_reachable(uri: str, timeout_seconds: float) -> None:
 
 def connect(cfg: Config) -> MlflowClient:
     """Point MLflow at the configured store, make sure the experiment exists, return a client."""
+    # No INFO lines about creating the SQLite store's tables, nor on every Spark model load.
+    quiet_python_loggers()
     uri = cfg.tracking_uri
     # Bound every HTTP call MLflow makes, so a server that dies mid-run cannot hang a job.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(cfg.mlflow.timeout_seconds))

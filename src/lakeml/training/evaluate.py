@@ -18,8 +18,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from sklearn import metrics as skm
 
-from lakeml.core.errors import LakemlError
-
 LABEL, SCORE = "label", "score"
 
 
@@ -39,6 +37,7 @@ class Outcome:
     grid_results: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     fit_window: str = "train"  # the windows the model was fit on
+    fit_rows: int = 0  # rows it was fit on (refit and baseline; 0 when not recorded)
 
 
 # Config metric names (Spark evaluator names) -> keys of `binary_metrics`.
@@ -120,15 +119,14 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, policy: str, top_k_pct: float
     if policy == "top_k":
         n_top = max(1, math.ceil(len(p) * top_k_pct / 100))
         return float(np.sort(p)[::-1][n_top - 1])
-    if policy == "best_f1":
-        precision, recall, thresholds = skm.precision_recall_curve(y, p)
-        # The last (precision 1, recall 0) point has no threshold.
-        denom = precision[:-1] + recall[:-1]
-        f1 = np.divide(
-            2 * precision[:-1] * recall[:-1], denom, out=np.zeros_like(denom), where=denom > 0
-        )
-        return float(thresholds[int(np.argmax(f1))])
-    raise LakemlError(f"unknown threshold policy {policy!r}; choose best_f1 or top_k")
+    # best_f1 (the config allows only these two policies)
+    precision, recall, thresholds = skm.precision_recall_curve(y, p)
+    # The last (precision 1, recall 0) point has no threshold.
+    denom = precision[:-1] + recall[:-1]
+    f1 = np.divide(
+        2 * precision[:-1] * recall[:-1], denom, out=np.zeros_like(denom), where=denom > 0
+    )
+    return float(thresholds[int(np.argmax(f1))])
 
 
 def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:

@@ -113,11 +113,6 @@ def features_col(model_type: str) -> str:
 
 def classifier(model_type: str, label_col: str, weight_col: str, seed: int) -> Any:
     """The classifier for a model type, reading the pipeline's feature and weight columns."""
-    if model_type not in CLASSIFIERS:
-        raise LakemlError(
-            f"unknown model type {model_type!r} in train.models; "
-            f"choose from {', '.join(CLASSIFIERS)}"
-        )
     est = CLASSIFIERS[model_type](
         featuresCol=features_col(model_type), labelCol=label_col, weightCol=weight_col
     )

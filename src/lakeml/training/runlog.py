@@ -14,6 +14,7 @@ import json
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
 from pyspark.sql import types as T
 
-from lakeml.core.config import Config
+from lakeml.core.config import TrainConfig
+from lakeml.tracking import tags
 from lakeml.training import evaluate, plots, trainset
 from lakeml.training.evaluate import Outcome
 from lakeml.training.trainset import TEST, TRAIN, VALIDATION, TrainingSet
@@ -91,9 +93,9 @@ def delta_input(name: str, path: str, version: int, columns: list[T.StructField]
     return DatasetInput(dataset, tags=[InputTag(key="mlflow.data.context", value="training")])
 
 
-def lineage_inputs(ts: TrainingSet, cfg: Config) -> list[DatasetInput]:
+def lineage_inputs(ts: TrainingSet, t: TrainConfig) -> list[DatasetInput]:
     """The gold feature and label tables at the Delta versions this training read."""
-    t, lin = cfg.train, ts.lineage
+    lin = ts.lineage
     keys = [ts.df.schema[t.entity_col], ts.df.schema[t.snapshot_col]]
     return [
         delta_input(
@@ -147,24 +149,36 @@ def log_batch(
     )
 
 
+@dataclass(frozen=True)
+class LoggedRuns:
+    """What `log_runs` logged: nested run ids and logged model URIs by model name."""
+
+    runs: dict[str, str]
+    model_uris: dict[str, str]
+    model_seconds: float
+    other_seconds: float
+
+
 def log_runs(
-    cfg: Config,
+    t: TrainConfig,
+    config: tuple[str, dict[str, Any]],
     ts: TrainingSet,
     outcomes: list[Outcome],
     winner: Outcome,
     base: Outcome | None,
-) -> dict[str, Any]:
+) -> LoggedRuns:
     """Log the parent run (inside it) and one nested run per model; save winner + baseline.
 
-    A nested run describes the model it holds: the winner type's run holds the refit model
+    `config` is the config's digest and its resolved mapping (logged as config.yaml). A
+    nested run describes the model it holds: the winner type's run holds the refit model
     and its test metrics (plus `train_only_test_*`, comparable with the other types)."""
-    t = cfg.train
+    config_digest, config_raw = config
     started = time.monotonic()
     client = mlflow.MlflowClient()
     parent_id = mlflow.active_run().info.run_id
     common = {
         "git_commit": git_commit(),
-        "config_digest": cfg.digest(),
+        tags.CONFIG_DIGEST: config_digest,
         **ts.lineage.as_tags(),
         **ts.split.as_tags(),
     }
@@ -189,8 +203,8 @@ def log_runs(
     # One batch per run: each MLflow call is a store transaction (an HTTP call, or a
     # SQLite commit), and they add up on a busy machine.
     log_batch(client, parent_id, metrics, params, {**common, "winner": winner.name})
-    mlflow.log_dict(cfg.raw, "config.yaml")
-    lineage = lineage_inputs(ts, cfg)
+    mlflow.log_dict(config_raw, "config.yaml")
+    lineage = lineage_inputs(ts, t)
     client.log_inputs(parent_id, datasets=lineage)
 
     runs: dict[str, str] = {}
@@ -199,8 +213,8 @@ def log_runs(
     tuned = {o.name: o for o in outcomes}
     logged_models = [winner if o.name == winner.name else o for o in outcomes]
     for o in [*logged_models, *([base] if base else [])]:
-        tags = {**common, "model_type": o.name, "fit_window": o.fit_window}
-        with mlflow.start_run(run_name=o.name, nested=True, tags=tags) as child:
+        run_tags = {**common, tags.MODEL_TYPE: o.name, "fit_window": o.fit_window}
+        with mlflow.start_run(run_name=o.name, nested=True, tags=run_tags) as child:
             run_id = child.info.run_id
             runs[o.name] = run_id
             metrics = {**prefixed(o.test, "test_"), "threshold": o.threshold}
@@ -243,9 +257,4 @@ def log_runs(
                 model_uris[o.name] = info.model_uri
             model_seconds += time.monotonic() - t0
     total = time.monotonic() - started
-    return {
-        "runs": runs,
-        "model_uris": model_uris,
-        "model_seconds": round(model_seconds, 2),
-        "other_seconds": round(total - model_seconds, 2),
-    }
+    return LoggedRuns(runs, model_uris, round(model_seconds, 2), round(total - model_seconds, 2))

@@ -22,8 +22,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeml.core import storage
-from lakeml.core.config import Config, TrainConfig
+from lakeml.core.config import TrainConfig
 from lakeml.core.errors import LakemlError
+from lakeml.tracking import tags
 
 SPLIT_COL = "_lakeml_split"
 WEIGHT_COL = "_lakeml_weight"
@@ -48,20 +49,14 @@ class Split:
     seed: int = 0
 
     def as_tags(self) -> dict[str, str]:
-        tags = {
-            f"{name}_snapshots": ",".join(d.isoformat() for d in dates)
-            for name, dates in (
-                (TRAIN, self.train),
-                (VALIDATION, self.validation),
-                (TEST, self.test),
-            )
-        }
-        tags["split_method"] = self.method
+        windows = ((TRAIN, self.train), (VALIDATION, self.validation), (TEST, self.test))
+        out = {tags.snapshots_tag(w): ",".join(d.isoformat() for d in ds) for w, ds in windows}
+        out[tags.SPLIT_METHOD] = self.method
         if self.method == RANDOM:
-            tags["split_fractions"] = (
+            out[tags.SPLIT_FRACTIONS] = (
                 f"test={self.test_fraction},validation={self.validation_fraction},seed={self.seed}"
             )
-        return tags
+        return out
 
 
 @dataclass(frozen=True)
@@ -87,7 +82,12 @@ class Lineage:
     labels_version: int
 
     def as_tags(self) -> dict[str, str]:
-        return {k: str(v) for k, v in self.__dict__.items()}
+        return {
+            tags.FEATURES_PATH: self.features_path,
+            tags.FEATURES_VERSION: str(self.features_version),
+            tags.LABELS_PATH: self.labels_path,
+            tags.LABELS_VERSION: str(self.labels_version),
+        }
 
 
 @dataclass(frozen=True)
@@ -139,11 +139,8 @@ def feature_spec(schema: T.StructType, train: TrainConfig) -> FeatureSpec:
 
 
 def split_snapshots(labelled: list[date], test_n: int, validation_n: int) -> Split:
-    """Latest `test_n` snapshots test, the `validation_n` before validate, the rest train."""
-    if test_n < 1 or validation_n < 1:
-        raise LakemlError(
-            "train.split.test_snapshots and train.split.validation_snapshots must both be >= 1"
-        )
+    """Latest `test_n` snapshots test, the `validation_n` before validate, the rest train
+    (both counts are at least 1: the config checks it)."""
     dates = sorted(set(labelled))
     needed = test_n + validation_n + 1
     if not dates:
@@ -167,17 +164,8 @@ def split_snapshots(labelled: list[date], test_n: int, validation_n: int) -> Spl
 def split_random(
     labelled: list[date], test_fraction: float, validation_fraction: float, seed: int
 ) -> Split:
-    """Every labelled snapshot in each window; `assign_split` divides the entities."""
-    if not (0 < test_fraction < 1 and 0 < validation_fraction < 1):
-        raise LakemlError(
-            "train.split.test_fraction and train.split.validation_fraction must each be "
-            f"between 0 and 1 (got {test_fraction} and {validation_fraction})"
-        )
-    if test_fraction + validation_fraction >= 1:
-        raise LakemlError(
-            "train.split.test_fraction + validation_fraction must leave rows to train on "
-            f"(got {test_fraction} + {validation_fraction} >= 1)"
-        )
+    """Every labelled snapshot in each window; `assign_split` divides the entities (the
+    config checks that the fractions leave rows in every window)."""
     dates = tuple(sorted(set(labelled)))
     if not dates:
         raise LakemlError(
@@ -291,13 +279,14 @@ def window_counts(df: DataFrame, label_col: str) -> dict[str, dict[int, int]]:
 
 def load_training_set(
     spark: SparkSession,
-    cfg: Config,
+    t: TrainConfig,
+    f_path: str,
+    l_path: str,
     features_version: int | None = None,
     labels_version: int | None = None,
 ) -> TrainingSet:
-    """Read the gold tables (current or given Delta versions), join, split; cache the rows."""
-    t = cfg.train
-    f_path, l_path = cfg.table("features"), cfg.table("labels")
+    """Read the gold features and labels tables (current or given Delta versions), join,
+    split; cache the rows."""
     for path, what in ((f_path, "features"), (l_path, "labels")):
         if not storage.exists(spark, path):
             raise LakemlError(

@@ -1,0 +1,161 @@
+"""Time and work of the ingest stages against a plain Spark copy of the same data, in one run.
+
+`python bench/ingest_bench.py [--repeat 2]` starts one SparkSession (timed: the JVM start a
+fresh `lakeml features` pays), warms the JVM with a tiny Delta write and read (timed: paid
+once per process too), writes 30 daily eventsim files (~8,000 events) under a temporary
+root, then times (a) `spark.read.text(raw).write.format("delta")`, (b) bronze.ingest and
+(c) silver.update, then reruns with nothing new and with one new day. It then builds a 10,000-row customer
+CSV from the Telco sample (rows repeated under new customerIDs) and times the customer
+table step, first run and rerun. Each step prints its seconds, Spark jobs (counted by job
+group) and Delta commits (table versions added); all steps run `--repeat` times on fresh
+tables and the last line (JSON) keeps the fastest time of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from lakeml.core import storage
+from lakeml.core.config import GenerateConfig, load_config
+from lakeml.core.session import get_spark
+from lakeml.ingest import bronze, customer_table, silver
+from lakeml.synthetic.generate import generate_events
+
+# 18 simulated users over 30 days give ~8,000 events (8,363 lines with the default dirt).
+EVENTS = GenerateConfig(users=18, days=31, start_date="2018-10-01", seed=42)
+TELCO_CSV = Path(__file__).resolve().parents[2] / "shared/data/telco"
+TELCO_CSV /= "WA_Fn-UseC_-Telco-Customer-Churn.csv"
+TABLE_ROWS = 10_000
+
+
+def measure(
+    spark: SparkSession, name: str, step: Callable[[], Any], tables: list[str]
+) -> dict[str, Any]:
+    """Run `step` once; return its seconds, Spark jobs and Delta commits on `tables`."""
+    sc = spark.sparkContext
+    before = {t: storage.version(spark, t) for t in tables}
+    sc.setJobGroup(name, name)
+    started = time.monotonic()
+    result = step()
+    seconds = time.monotonic() - started
+    sc.setLocalProperty("spark.jobGroup.id", None)  # the version reads below are not counted
+    jobs = len(sc.statusTracker().getJobIdsForGroup(name))
+    after = {t: storage.version(spark, t) for t in tables}
+    commits = sum(
+        (after[t] if after[t] is not None else -1) - (v if v is not None else -1)
+        for t, v in before.items()
+    )
+    line = {"step": name, "seconds": round(seconds, 2), "jobs": jobs, "commits": commits}
+    if result is not None:
+        line["result"] = {k: v for k, v in vars(result).items() if k != "snapshots"}
+    print(json.dumps(line, default=str), flush=True)
+    return line
+
+
+def telco_csv(path: Path, rows: int) -> None:
+    """The Telco sample repeated under new customerIDs up to `rows` rows."""
+    with TELCO_CSV.open(newline="") as f:
+        header, *body = list(csv.reader(f))
+    out = [header]
+    for i in range(rows):
+        row, copy = body[i % len(body)], i // len(body)
+        out.append([row[0] if copy == 0 else f"{row[0]}-{copy}", *row[1:]])
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(out)
+
+
+def events_steps(spark: SparkSession, root: str) -> list[dict[str, Any]]:
+    staged, raw = Path(root) / "staged", Path(root) / "raw"
+    generate_events(spark, EVENTS, str(staged))
+    days = sorted(staged.glob("*-events.json"))
+    raw.mkdir()
+    for day in days[:30]:
+        shutil.move(str(day), raw / day.name)
+    b, s, q = (f"{root}/{name}" for name in ("bronze", "silver", "quarantine"))
+    steps = [
+        measure(
+            spark,
+            "plain_copy",
+            lambda: spark.read.text(str(raw)).write.format("delta").save(f"{root}/copy"),
+            [f"{root}/copy"],
+        ),
+        measure(spark, "bronze", lambda: bronze.ingest(spark, str(raw), b), [b]),
+        measure(spark, "silver", lambda: silver.update(spark, b, s, q), [s, q]),
+        measure(spark, "bronze_rerun", lambda: bronze.ingest(spark, str(raw), b), [b]),
+        measure(spark, "silver_rerun", lambda: silver.update(spark, b, s, q), [s, q]),
+    ]
+    shutil.move(str(days[30]), raw / days[30].name)
+    steps += [
+        measure(spark, "bronze_new_day", lambda: bronze.ingest(spark, str(raw), b), [b]),
+        measure(spark, "silver_new_day", lambda: silver.update(spark, b, s, q), [s, q]),
+    ]
+    return steps
+
+
+def table_steps(spark: SparkSession, root: str, telco_conf: str) -> list[dict[str, Any]]:
+    source = Path(root) / "customers.csv"
+    telco_csv(source, TABLE_ROWS)
+    cfg = load_config(telco_conf, [f"storage.root={root}/telco"])
+    paths = {name: cfg.table(name) for name in ("silver", "quarantine", "features", "labels")}
+
+    def step() -> customer_table.TableResult:
+        return customer_table.update(
+            spark, cfg.source.table, str(source), cfg.train.snapshot_col, cfg.train.label_col, paths
+        )
+
+    tables = list(paths.values())
+    return [measure(spark, "table", step, tables), measure(spark, "table_rerun", step, tables)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conf", default="conf/local.yaml")
+    parser.add_argument("--telco-conf", default="conf/telco.yaml")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per step; the fastest counts")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    spark = get_spark(load_config(args.conf).spark)
+    jvm_start = time.monotonic() - started
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as root:
+        # Warm-up: the first Delta write and the first Delta read of a JVM are paid once per
+        # process (class loading, JIT, the first log replay), whichever step comes first.
+        started = time.monotonic()
+        spark.range(10).write.format("delta").save(f"{root}/warmup")
+        spark.read.format("delta").load(f"{root}/warmup").where("id > 4").count()
+        warmup = time.monotonic() - started
+        for i in range(args.repeat):
+            (Path(root) / f"run{i}").mkdir()
+            steps = events_steps(spark, f"{root}/run{i}")
+            steps += table_steps(spark, f"{root}/run{i}", args.telco_conf)
+            for step in steps:
+                runs.setdefault(step["step"], []).append(step)
+    spark.stop()
+    fastest = {name: min(s["seconds"] for s in steps) for name, steps in runs.items()}
+    plain = fastest["plain_copy"]
+    summary = {
+        "jvm_start_s": round(jvm_start, 1),
+        "delta_warmup_s": round(warmup, 1),
+        "raw_lines": runs["bronze"][0]["result"]["rows"],
+        "table_rows": runs["table"][0]["result"]["input_rows"],
+        "fastest_s": fastest,
+        "bronze_over_plain_copy": round(fastest["bronze"] / plain, 1),
+        "silver_over_plain_copy": round(fastest["silver"] / plain, 1),
+        "jobs": {name: steps[0]["jobs"] for name, steps in runs.items()},
+        "commits": {name: steps[0]["commits"] for name, steps in runs.items()},
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""The session factory's quiet start-up and its reuse of resolved Delta jars."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lakeml.core import logs
+from lakeml.core.config import SparkConfig
+from lakeml.core.logs import CHATTY_PYTHON_LOGGERS, LOG4J2_PROPERTIES, quiet_python_loggers
+from lakeml.core.session import (
+    build_conf,
+    cached_jars,
+    delta_maven_coordinate,
+    jar_cache_dir,
+    remember_jars,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
+LOG4J_OPTION = f"-Dlog4j2.configurationFile={LOG4J2_PROPERTIES.as_uri()}"
+
+
+@pytest.fixture
+def launching(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lakeml launches the driver JVM itself (not spark-submit), with no Spark conf folder."""
+    for name in ("PYSPARK_GATEWAY_PORT", "SPARK_CONF_DIR", "SPARK_HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def jars(tmp_path: Path) -> list[str]:
+    """Three jar files as Ivy retrieves them, and their list remembered in tmp_path/cache."""
+    folder = tmp_path / "ivy" / "jars"
+    folder.mkdir(parents=True)
+    paths = []
+    for name in ("io.delta_delta-spark.jar", "io.delta_delta-storage.jar", "org.x_y.jar"):
+        (folder / name).write_bytes(b"PK")
+        paths.append(str(folder / name))
+    uris = ",".join(Path(p).as_uri() for p in paths)
+    remember_jars(delta_maven_coordinate(), uris, "", tmp_path / "cache")
+    return paths
+
+
+def spark_config(**conf: str) -> SparkConfig:
+    return SparkConfig(master="local[1]", log_level="ERROR", conf=conf)
+
+
+def test_log4j_config_is_shipped_inside_the_package() -> None:
+    text = LOG4J2_PROPERTIES.read_text()
+    assert "rootLogger.level = ${sys:lakeml.log.level:-WARN}" in text
+    assert "logger.netlib.name = dev.ludovic.netlib" in text
+
+
+def test_driver_lakeml_launches_gets_the_quiet_log4j_config_at_the_configured_level(
+    launching: None, tmp_path: Path
+) -> None:
+    options = build_conf(spark_config(), cache_dir=tmp_path)[JAVA_OPTIONS].split()
+    assert LOG4J_OPTION in options
+    assert "-Dlakeml.log.level=ERROR" in options
+
+
+def test_under_spark_submit_the_conf_is_left_to_the_submit_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, jars: list[str]
+) -> None:
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "4321")
+    conf = build_conf(spark_config(), cache_dir=tmp_path / "cache")
+    assert JAVA_OPTIONS not in conf
+    assert conf["spark.jars.packages"] == delta_maven_coordinate()
+    assert "spark.jars" not in conf
+
+
+def test_users_extra_java_options_are_kept_and_apply_after_lakemls(
+    launching: None, tmp_path: Path
+) -> None:
+    # Spark's launcher puts defaultJavaOptions before extraJavaOptions, so a user's own
+    # -Dlog4j2.configurationFile there wins.
+    user = "-Dlog4j2.configurationFile=file:/etc/mine.properties -XX:+UseG1GC"
+    conf = build_conf(spark_config(**{"spark.driver.extraJavaOptions": user}), cache_dir=tmp_path)
+    assert conf["spark.driver.extraJavaOptions"] == user
+    assert LOG4J_OPTION in conf[JAVA_OPTIONS].split()
+
+
+def test_users_default_java_options_replace_lakemls(launching: None, tmp_path: Path) -> None:
+    conf = build_conf(spark_config(**{JAVA_OPTIONS: "-Dx=1"}), cache_dir=tmp_path)
+    assert conf[JAVA_OPTIONS] == "-Dx=1"
+
+
+def test_a_log4j_config_in_the_spark_conf_folder_wins(
+    launching: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "log4j2.properties").write_text("rootLogger.level = info\n")
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    conf = build_conf(spark_config(), cache_dir=tmp_path)
+    assert "log4j2.configurationFile" not in conf.get(JAVA_OPTIONS, "")
+
+
+def test_netlib_skips_only_the_native_libraries_this_machine_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logs, "loadable", lambda library: library == "liblapack.so.3")
+    assert logs.netlib_java_options("linux") == [
+        "-Ddev.ludovic.netlib.blas.allowNative=false",
+        "-Ddev.ludovic.netlib.arpack.allowNative=false",
+    ]
+    # Windows ships no default library name to probe.
+    assert logs.netlib_java_options("win32") == []
+
+
+def test_a_library_that_does_not_exist_is_not_loadable() -> None:
+    assert not logs.loadable("liblakeml-no-such-library.so.9")
+
+
+def test_remembered_jars_replace_the_ivy_resolution(
+    launching: None, tmp_path: Path, jars: list[str]
+) -> None:
+    conf = build_conf(spark_config(), cache_dir=tmp_path / "cache")
+    assert conf["spark.jars"] == ",".join(jars)
+    assert "spark.jars.packages" not in conf
+
+
+def test_a_users_own_jars_follow_the_remembered_ones(
+    launching: None, tmp_path: Path, jars: list[str]
+) -> None:
+    conf = build_conf(spark_config(**{"spark.jars": "/opt/mine.jar"}), cache_dir=tmp_path / "cache")
+    assert conf["spark.jars"] == ",".join([*jars, "/opt/mine.jar"])
+
+
+def test_a_missing_jar_falls_back_to_the_maven_packages(
+    launching: None, tmp_path: Path, jars: list[str]
+) -> None:
+    os.remove(jars[1])
+    assert cached_jars(delta_maven_coordinate(), tmp_path / "cache") is None
+    conf = build_conf(spark_config(), cache_dir=tmp_path / "cache")
+    assert conf["spark.jars.packages"] == delta_maven_coordinate()
+    assert "spark.jars" not in conf
+
+
+def test_without_a_remembered_list_the_packages_are_resolved(
+    launching: None, tmp_path: Path
+) -> None:
+    conf = build_conf(spark_config(), cache_dir=tmp_path / "empty")
+    assert conf["spark.jars.packages"] == delta_maven_coordinate()
+
+
+def test_users_own_packages_and_delta_packages_false_are_honoured(
+    launching: None, tmp_path: Path, jars: list[str]
+) -> None:
+    packages = f"{delta_maven_coordinate()},org.x:y:1.0"
+    conf = build_conf(
+        spark_config(**{"spark.jars.packages": packages}), cache_dir=tmp_path / "cache"
+    )
+    assert conf["spark.jars.packages"] == packages
+    assert "spark.jars" not in conf
+    off = SparkConfig(master="local[1]", delta_packages=False)
+    conf = build_conf(off, cache_dir=tmp_path / "cache")
+    assert "spark.jars" not in conf
+    assert "spark.jars.packages" not in conf
+
+
+def test_only_the_resolved_local_jars_are_remembered(tmp_path: Path) -> None:
+    a, mine = tmp_path / "a.jar", tmp_path / "mine.jar"
+    a.write_bytes(b"PK")
+    mine.write_bytes(b"PK")
+    spark_jars = f"{mine.as_uri()},{a.as_uri()}"
+    remember_jars("g:a:1", spark_jars, str(mine), tmp_path / "cache")
+    assert cached_jars("g:a:1", tmp_path / "cache") == [str(a)]
+    # A jar that is not a local file cannot be handed to spark.jars next time: remember nothing.
+    remember_jars("g:b:1", f"{a.as_uri()},hdfs://nn/lib/b.jar", "", tmp_path / "cache")
+    assert cached_jars("g:b:1", tmp_path / "cache") is None
+
+
+@pytest.fixture
+def chatty_loggers() -> Iterator[list[logging.Logger]]:
+    loggers = [logging.getLogger(name) for name in CHATTY_PYTHON_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    yield loggers
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+
+
+def test_chatty_python_loggers_say_only_warnings(chatty_loggers: list[logging.Logger]) -> None:
+    spark_logger, db_logger, alembic_logger = chatty_loggers
+    spark_logger.setLevel(logging.NOTSET)
+    db_logger.setLevel(logging.NOTSET)
+    alembic_logger.setLevel(logging.DEBUG)  # a user's own choice
+    quiet_python_loggers()
+    assert spark_logger.level == logging.WARNING
+    assert db_logger.level == logging.WARNING
+    assert alembic_logger.level == logging.DEBUG
+
+
+def test_a_session_starts_without_spark_or_ivy_banners() -> None:
+    """Start a real driver (`python -m lakeml.core.session`) and read everything it prints."""
+    resolved_before = cached_jars(delta_maven_coordinate(), jar_cache_dir()) is not None
+    env = {k: v for k, v in os.environ.items() if k != "PYSPARK_GATEWAY_PORT"}
+    run = subprocess.run(
+        [sys.executable, "-m", "lakeml.core.session", "--conf", "conf/local.yaml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "with Delta" in run.stdout
+    for banner in (
+        "Using Spark's default log4j profile",
+        "Setting default log level",
+        "To adjust logging level use sc.setLogLevel",
+        "NativeCodeLoader",
+        "netlib",
+    ):
+        assert banner not in output
+    if resolved_before:
+        # Only the very first start on a machine resolves the Delta jars through Ivy.
+        for ivy in (":: loading settings ::", ":: resolving dependencies ::", "Ivy Default Cache"):
+            assert ivy not in output
