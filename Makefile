@@ -36,7 +36,7 @@ run: $(STAMP) ## the whole journey: generate (if absent) -> features -> train ->
 	$(VENV)/bin/lakeml pipeline --conf $(CONF) --until $(UNTIL)
 
 test: $(STAMP) ## the test suite: unit and end-to-end tests, in-process on one SparkSession
-	$(VENV)/bin/pytest -q tests --ignore=tests/cluster --durations=15
+	$(VENV)/bin/pytest -q tests --ignore=tests/cluster --durations=30
 
 package: $(STAMP) dist/lakeml.zip ## build dist/lakeml-<version>-py3-none-any.whl and dist/lakeml.zip (--py-files)
 	rm -f dist/lakeml-*.whl

@@ -106,7 +106,7 @@ def train_and_register(spark: SparkSession, cfg: Config, table: str) -> tuple[st
     ).fit(pdf[FEATURES], pdf["churned"])
     # Long columns as double in the signature: MLflow cannot pass nulls into integer columns.
     signature = infer_signature(pdf[FEATURES].astype({c: "float64" for c in LONGS}))
-    client = tracking.connect(cfg)
+    client = tracking.connect(cfg.mlflow, cfg.tracking_uri, cfg.artifact_location)
     tags = {
         "threshold": "0.5",
         "entity_col": "user_id",
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         table.write.format("delta").save(f"{root}/labelled")
         spark_uri, pyfunc_uri = train_and_register(spark, cfg, f"{root}/labelled")
         spark.range(10).write.format("delta").save(f"{root}/warmup")
-        client = tracking.connect(cfg)
+        client = tracking.connect(cfg.mlflow, cfg.tracking_uri, cfg.artifact_location)
         features = [
             model_ref.Feature(c, "double" if c in LONGS + DOUBLES else "string") for c in FEATURES
         ]

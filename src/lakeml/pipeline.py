@@ -34,6 +34,13 @@ def table_summary(spark: SparkSession, path: str) -> dict[str, Any]:
     }
 
 
+def connect_tracking(cfg: Config) -> Any:
+    """The MLflow client for the config's store and experiment (created if new)."""
+    from lakeml.tracking import store
+
+    return store.connect(cfg.mlflow, cfg.tracking_uri, cfg.artifact_location)
+
+
 def run_generate(
     spark: SparkSession, cfg: Config, report: Report, output: str | None = None
 ) -> GenerateResult:
@@ -150,11 +157,14 @@ def _features_summary(
 def run_train(spark: SparkSession, cfg: Config, report: Report) -> dict[str, Any]:
     """Training set -> tune each model type -> refit the winner -> baseline -> MLflow runs
     -> register the winner as challenger and gate the champion."""
+    from lakeml.tracking.store import check_reachable
     from lakeml.training import models, trainset
 
     t = cfg.train
-    # Fail fast, before reading data: an unknown grid param; then the data's own checks
-    # (too few labelled snapshots, one class only), before MLflow and scikit-learn load.
+    # Fail fast, before reading data: a tracking server that does not answer, an unknown
+    # grid param; then the data's own checks (too few labelled snapshots, one class only),
+    # before MLflow and scikit-learn are even imported.
+    check_reachable(cfg.tracking_uri, cfg.mlflow.timeout_seconds)
     candidates = models.candidates(t.models, t.label_col, trainset.WEIGHT_COL, t.seed)
     with report.stage("train.data"):
         ts = trainset.load_training_set(spark, t, cfg.table("features"), cfg.table("labels"))
@@ -164,10 +174,9 @@ def run_train(spark: SparkSession, cfg: Config, report: Report) -> dict[str, Any
         import mlflow
 
         from lakeml.registry.register import Registration, register_and_gate
-        from lakeml.tracking import store
         from lakeml.training import runlog, tune
 
-        client = store.connect(cfg)
+        client = connect_tracking(cfg)
         with report.stage("train.tune"):
             outcomes = []
             for cand in candidates:
@@ -230,10 +239,9 @@ def run_score(
     """Resolve the model, check the input against its signature, score one snapshot into
     the scores table; then compare the scored features with the training window."""
     from lakeml.scoring import contract, drift, model_ref, scorer
-    from lakeml.tracking import store
     from lakeml.tracking import tags as tag
 
-    client = store.connect(cfg)
+    client = connect_tracking(cfg)
     uri = model_uri or cfg.model_uri
     with report.stage("score"):
         ref = model_ref.resolve_model(client, uri)
@@ -289,10 +297,9 @@ def run_score(
 def run_models(cfg: Config, report: Report) -> None:
     """Print the versions of the churn model and its baseline, newest first."""
     from lakeml.registry import versions
-    from lakeml.tracking import store
 
     name = cfg.mlflow.registered_model
-    rows = versions.list_versions(store.connect(cfg), [name, f"{name}-baseline"])
+    rows = versions.list_versions(connect_tracking(cfg), [name, f"{name}-baseline"])
     if not rows:
         report.progress("models", f"no versions of {name!r} registered yet; run `lakeml train`")
     else:
@@ -306,9 +313,8 @@ def run_models(cfg: Config, report: Report) -> None:
 def run_promote(cfg: Config, report: Report, version: str, alias: str = "champion") -> None:
     """Point `alias` at `version` by hand (e.g. roll back the champion)."""
     from lakeml.registry import versions
-    from lakeml.tracking import store
 
-    p = versions.promote(store.connect(cfg), cfg.mlflow.registered_model, version, alias)
+    p = versions.promote(connect_tracking(cfg), cfg.mlflow.registered_model, version, alias)
     report.progress("promote", f"{p.model}@{p.alias}: v{p.previous_version or '-'} -> v{p.version}")
     report.add(
         promoted={

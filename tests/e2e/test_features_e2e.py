@@ -60,6 +60,16 @@ def generated(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
     return raw, stats
 
 
+@pytest.fixture(scope="module")
+def full_build(
+    spark: SparkSession, generated: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Config, dict]:
+    """`lakeml features` on every generated day at once: built once, the oracle of the tests."""
+    raw, _ = generated
+    cfg = config(tmp_path_factory.mktemp("full"))
+    return cfg, run_features(spark, cfg, quiet(), input_path=str(raw))
+
+
 def copy_days(src: Path, dst: Path, days: slice) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for f in sorted(src.glob("*-events.json"))[days]:
@@ -67,11 +77,10 @@ def copy_days(src: Path, dst: Path, days: slice) -> None:
 
 
 def test_counts_reconcile_with_what_the_generator_wrote(
-    spark: SparkSession, generated: tuple[Path, dict], tmp_path: Path
+    spark: SparkSession, generated: tuple[Path, dict], full_build: tuple[Config, dict]
 ) -> None:
     raw, stats = generated
-    cfg = config(tmp_path)
-    summary = run_features(spark, cfg, quiet(), input_path=str(raw))
+    cfg, summary = full_build
 
     # The generator counted every dirty line it wrote; each kind is quarantined, and exact
     # duplicates of clean events are dropped: nothing else may disappear.
@@ -110,7 +119,10 @@ def test_counts_reconcile_with_what_the_generator_wrote(
 
 
 def test_incremental_run_equals_a_full_rebuild_and_keeps_earlier_snapshots(
-    spark: SparkSession, generated: tuple[Path, dict], tmp_path: Path
+    spark: SparkSession,
+    generated: tuple[Path, dict],
+    full_build: tuple[Config, dict],
+    tmp_path: Path,
 ) -> None:
     raw, _ = generated
     inc_raw = tmp_path / "incoming"
@@ -150,8 +162,7 @@ def test_incremental_run_equals_a_full_rebuild_and_keeps_earlier_snapshots(
     )
 
     # The incremental result equals a from-scratch build on all the days.
-    full_cfg = config(tmp_path / "full")
-    run_features(spark, full_cfg, quiet(), input_path=str(raw))
+    full_cfg, _ = full_build
     for name in ("features", "labels"):
         assert_df_equality(
             storage.read(spark, cfg.table(name)),

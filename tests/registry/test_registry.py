@@ -86,7 +86,7 @@ def registry_cfg(tmp_path_factory):
     """A SQLite registry with two versions of the churn model; v1 is champion."""
     root = tmp_path_factory.mktemp("registry")
     cfg = load_config(CONF, [f"storage.root={root}"])
-    client = connect(cfg)
+    client = connect(cfg.mlflow, cfg.tracking_uri, cfg.artifact_location)
     name = cfg.mlflow.registered_model
     client.create_registered_model(name)
     for i, (roc, pr) in enumerate([(0.81, 0.42), (0.83, 0.47)], start=1):
@@ -120,7 +120,7 @@ def test_list_models_shows_versions_aliases_and_metrics(registry_cfg, capsys):
 def test_promote_moves_the_alias_and_says_what_it_replaced(registry_cfg):
     report = Report("promote", stream=io.StringIO())
     run_promote(registry_cfg, report, version="2")
-    client = connect(registry_cfg)
+    client = connect(registry_cfg.mlflow, registry_cfg.tracking_uri, registry_cfg.artifact_location)
     assert (
         str(alias_version(client, registry_cfg.mlflow.registered_model, "champion").version) == "2"
     )

@@ -181,7 +181,7 @@ def test_check_drift_replaces_its_rows_and_logs_a_monitoring_run(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     cfg = load_config(CONF, [f"storage.root={tmp_path}"])
-    tracking.connect(cfg)
+    tracking.connect(cfg.mlflow, cfg.tracking_uri, cfg.artifact_location)
     train_day = date(2018, 11, 1)
     features = spark.createDataFrame(
         [(train_day, float(v), "F" if v % 2 else "M") for v in range(1, 101)],

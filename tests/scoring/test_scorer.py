@@ -128,7 +128,7 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Lake:
         SkLogisticRegression(),
     ).fit(pdf[FEATURES], pdf["churned"])
 
-    client = tracking.connect(cfg)
+    client = tracking.connect(cfg.mlflow, cfg.tracking_uri, cfg.artifact_location)
     name = cfg.mlflow.registered_model
     tags = {
         "threshold": "0.5",
@@ -413,7 +413,7 @@ def test_drift_names_the_shifted_feature_in_table_summary_and_mlflow(
 
 
 def test_a_run_uri_resolves_to_its_registered_version(lake: Lake) -> None:
-    client = tracking.connect(lake.cfg)
+    client = tracking.connect(lake.cfg.mlflow, lake.cfg.tracking_uri, lake.cfg.artifact_location)
     ref = model_ref.resolve_model(client, f"runs:/{lake.spark_run_id}/model")
     assert (ref.name, ref.version, ref.run_id) == (lake.name, 1, lake.spark_run_id)
     assert ref.tags["threshold"] == "0.5"

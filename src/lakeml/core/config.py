@@ -188,7 +188,6 @@ class TablesConfig(_Section):
     labels: NonEmpty = "gold/churn_labels"
     scores: NonEmpty = "gold/churn_scores"
     drift: NonEmpty = "monitoring/feature_drift"
-    checkpoints: NonEmpty = "_checkpoints"
 
 
 class SnapshotConfig(_Section):

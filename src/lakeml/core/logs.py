@@ -15,9 +15,9 @@ from pathlib import Path
 # Shipped with the package (setup.py package_data); its levels come from system properties.
 LOG4J2_PROPERTIES = Path(__file__).with_name("log4j2.properties")
 
-# INFO lines on every run: "Creating initial MLflow database tables..." (mlflow.store.db.utils),
-# "Context impl SQLiteImpl." (alembic.runtime.migration) and "URI ... does not point to the
-# current DFS." on each Spark-flavor model load (mlflow.spark).
+# INFO lines: "Creating initial MLflow database tables..." (mlflow.store.db.utils) with a new
+# SQLite store, alembic's migration lines ("Context impl SQLiteImpl.") and "URI ... does not
+# point to the current DFS." on each Spark-flavor model load (mlflow.spark).
 CHATTY_PYTHON_LOGGERS = ("mlflow.spark", "mlflow.store.db.utils", "alembic")
 
 # netlib-java (dev.ludovic.netlib, in Spark ML) loads its JNI shim, whose JNI_OnLoad dlopen()s

@@ -104,7 +104,8 @@ def under_spark_submit() -> bool:
 
 
 # spark.jars.packages makes every start resolve the Delta jars with Ivy again, even when all 33
-# are in the local Ivy cache: seconds of wall time (~6 s of CPU measured) and a page of output.
+# are in the local Ivy cache: 2-7 s (Ivy's own "resolve" time on a busy 2-core machine, 3-6 s of
+# JVM CPU) and a page of output.
 # So after one resolution the factory remembers the jar files Ivy retrieved, and later starts
 # hand them to spark.jars directly. (Python's `delta` then comes from the delta-spark wheel of
 # the same version, not from the jar that spark.jars.packages also puts on sys.path.)

@@ -54,7 +54,7 @@ def file_key(uri: str) -> str:
 
     Both are URL-encoded URIs, but a local file lists as `file:///x` and reads as `file:/x`.
     """
-    return re.sub(r"^file:/+", "file:/", uri)
+    return re.sub(r"^file:///", "file:/", uri)
 
 
 def _read_folder(spark: SparkSession, input_path: str) -> DataFrame:

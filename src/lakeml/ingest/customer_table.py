@@ -82,21 +82,18 @@ def mark_duplicates(checked: DataFrame) -> DataFrame:
     return checked.select("*", is_copy.alias("duplicate"))
 
 
-def flag_conflicts(deduplicated: DataFrame, entity_col: str, snapshot_col: str) -> DataFrame:
+def flag_conflicts(rows: DataFrame, entity_col: str, snapshot_col: str) -> DataFrame:
     """Set `rule` to `conflicting_rows:<entity_col>` on every valid row whose entity and
     snapshot appear on another valid row (once exact duplicates are marked or gone, such
     rows disagree somewhere). Rows already rejected or marked `duplicate` are left alone."""
     candidate = F.col("rule").isNull()
-    if "duplicate" in deduplicated.columns:
+    if "duplicate" in rows.columns:
         candidate = candidate & ~F.col("duplicate")
     per_key = Window.partitionBy(entity_col, snapshot_col)
     shared = F.count(F.when(candidate, F.lit(1))).over(per_key) > 1
     conflict = F.when(candidate & shared, F.lit(f"conflicting_rows:{entity_col}"))
-    return deduplicated.select(
-        *[
-            conflict.otherwise(F.col(c)).alias(c) if c == "rule" else F.col(c)
-            for c in deduplicated.columns
-        ]
+    return rows.select(
+        *[conflict.otherwise(F.col(c)).alias(c) if c == "rule" else F.col(c) for c in rows.columns]
     )
 
 

@@ -222,13 +222,8 @@ def to_silver(valid: DataFrame) -> DataFrame:
 
 def to_quarantine(rejected: DataFrame) -> DataFrame:
     """Rows that broke a rule -> the quarantine contract: the raw line and why it failed."""
-    return rejected.select(
-        "value",
-        "source_file",
-        "ingested_at",
-        "rule",
-        F.current_timestamp().alias("quarantined_at"),
-    )
+    stamped = F.current_timestamp().alias("quarantined_at")
+    return rejected.select("value", "source_file", "ingested_at", "rule", stamped)
 
 
 def drop_duplicate_events(events: DataFrame, existing_ids: DataFrame | None = None) -> DataFrame:
@@ -260,8 +255,10 @@ def classify(bronze_rows: DataFrame) -> DataFrame:
     )
 
 
-# userMetadata key of silver and quarantine commits: the last bronze ingested_at taken in (µs).
-PROCESSED_KEY = "silver_bronze_until_us"
+# userMetadata key of silver and quarantine commits: {"bronze_until_us": the latest bronze
+# ingested_at taken in (epoch µs), "bronze_version": the bronze version read for it}.
+MARKER_KEY = "lakeml_silver"
+Marker = dict[str, dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -279,17 +276,16 @@ class SilverResult:
         return self.bronze_rows == self.silver_inserted + self.quarantined + self.duplicates_removed
 
 
-def _at(micros: int) -> Column:
-    return F.timestamp_micros(F.lit(micros))
-
-
-def _processed_until(spark: SparkSession, path: str) -> int | None:
-    """The latest bronze `ingested_at` (epoch microseconds) the table has taken in."""
-    until = storage.commit_metadata(spark, path, PROCESSED_KEY)
-    if until is not None or not storage.exists(spark, path):
-        return None if until is None else int(until)
-    # A table written before commits recorded this: its newest row is the best bound known.
-    return storage.read(spark, path).agg(F.max(F.unix_micros("ingested_at"))).first()[0]
+def _marker(spark: SparkSession, path: str) -> dict[str, int]:
+    """The table's newest marker ({} if no table); for a table written before markers, the
+    newest `ingested_at` of its rows, the best bound known."""
+    if not storage.exists(spark, path):
+        return {}
+    marker = storage.commit_metadata(spark, path, MARKER_KEY)
+    if marker is None:
+        until = storage.read(spark, path).agg(F.max(F.unix_micros("ingested_at"))).first()[0]
+        marker = {} if until is None else {"bronze_until_us": until}
+    return marker
 
 
 def _count_by_rule(classified: DataFrame) -> list[Row]:
@@ -312,25 +308,25 @@ def _write_quarantine(
     path: str,
     rejected: list[Row],
     silver_until: int | None,
-    marker: dict[str, int],
+    marker: Marker,
 ) -> None:
     """Append the batch's rejected rows not in quarantine yet (created even if none are)."""
     exists = storage.exists(spark, path)
     if exists and not rejected:
         return
     rows = batch.where(F.col("rule").isNotNull())
-    written = _processed_until(spark, path) if exists else None
+    written = _marker(spark, path).get("bronze_until_us") if exists else None
     if written is not None and (silver_until is None or written > silver_until):
         # Quarantine ahead of silver: a run stopped between the two writes, and the rejected
         # rows up to quarantine's mark are in it already.
         if max(r["until"] for r in rejected) <= written:
             return
-        rows = rows.where(F.col("ingested_at") > _at(written))
+        rows = rows.where(F.col("ingested_at") > F.timestamp_micros(F.lit(written)))
     storage.append(to_quarantine(rows), path, metadata=marker)
 
 
 def _write_silver(
-    spark: SparkSession, batch: DataFrame, path: str, valid: Row | None, marker: dict[str, int]
+    spark: SparkSession, batch: DataFrame, path: str, valid: Row | None, marker: Marker
 ) -> dict[str, Any]:
     """Append the batch's events minus the event_ids already in silver (an anti join on the
     batch's dates); return the rows inserted and their earliest date, exactly."""
@@ -350,8 +346,8 @@ def _write_silver(
     if inserted.get["rows"] == 0:
         # Delta drops an append without rows, but the batch must still be marked done (or
         # its duplicates count again): a commit carrying a transaction id is recorded.
+        until = marker[MARKER_KEY]["bronze_until_us"]
         nothing = spark.createDataFrame([], SILVER_SCHEMA)
-        until = marker[PROCESSED_KEY]
         storage.append_once(nothing, path, "lakeml-silver", until, PARTITION_COLUMNS, marker)
     return inserted.get
 
@@ -369,19 +365,22 @@ def update(
     """
     if not storage.exists(spark, bronze_path):
         raise LakemlError(f"no bronze table at {bronze_path!r}; run the bronze ingest first")
-    silver_until = _processed_until(spark, silver_path)
+    done, bronze_version = _marker(spark, silver_path), storage.version(spark, bronze_path)
+    if done.get("bronze_version") == bronze_version:
+        return SilverResult(0, 0, 0, 0, {}, None)  # bronze unchanged since the last batch
+    silver_until = done.get("bronze_until_us")
     bronze = storage.read(spark, bronze_path)
     if silver_until is not None:
-        bronze = bronze.where(F.col("ingested_at") > _at(silver_until))
+        bronze = bronze.where(F.col("ingested_at") > F.timestamp_micros(F.lit(silver_until)))
     classified = classify(bronze).persist()
     try:
         per_rule = _count_by_rule(classified)
         if not per_rule:
             return SilverResult(0, 0, 0, 0, {}, None)
         until = max(r["until"] for r in per_rule)
-        marker = {PROCESSED_KEY: until}
+        marker = {MARKER_KEY: {"bronze_until_us": until, "bronze_version": bronze_version}}
         # Should a cached block be recomputed, bronze may have grown: keep to this batch.
-        batch = classified.where(F.col("ingested_at") <= _at(until))
+        batch = classified.where(F.col("ingested_at") <= F.timestamp_micros(F.lit(until)))
         rejected = [r for r in per_rule if r["rule"] is not None]
         valid = next((r for r in per_rule if r["rule"] is None), None)
         _write_quarantine(spark, batch, quarantine_path, rejected, silver_until, marker)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import io
 from dataclasses import dataclass
 
 import mlflow
@@ -55,7 +57,10 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion |
 
 def register(model_uri: str, name: str, version_tags: dict[str, str]) -> ModelVersion:
     """A new version of `name` (created if new) from a logged model, with its tags."""
-    return mlflow.register_model(model_uri, name, await_registration_for=0, tags=version_tags)
+    # register_model prints "Successfully registered ..." to stderr itself (not through a
+    # logger); the pipeline reports the version, so that line is noise. Errors still raise.
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        return mlflow.register_model(model_uri, name, await_registration_for=0, tags=version_tags)
 
 
 def version_row(mv: ModelVersion, aliases: list[str]) -> VersionRow:

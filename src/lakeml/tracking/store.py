@@ -11,13 +11,14 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
-from mlflow.tracking import MlflowClient
-
-from lakeml.core.config import Config
+from lakeml.core.config import MlflowConfig
 from lakeml.core.errors import LakemlError
 from lakeml.core.logs import quiet_python_loggers
+
+if TYPE_CHECKING:  # check_reachable runs before MLflow is imported (fast errors)
+    from mlflow.tracking import MlflowClient
 
 
 def check_reachable(uri: str, timeout_seconds: float) -> None:
@@ -35,15 +36,19 @@ def check_reachable(uri: str, timeout_seconds: float) -> None:
         ) from None
 
 
-def connect(cfg: Config) -> MlflowClient:
-    """Point MLflow at the configured store, make sure the experiment exists, return a client."""
+def connect(settings: MlflowConfig, uri: str, artifact_location: str | None = None) -> MlflowClient:
+    """Point MLflow at the store `uri` (resolved by the config: `Config.tracking_uri`), make
+    sure the experiment in `settings` exists (new ones keep artifacts at `artifact_location`,
+    None: the server's), return a client."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
     # No INFO lines about creating the SQLite store's tables, nor on every Spark model load.
     quiet_python_loggers()
-    uri = cfg.tracking_uri
     # Bound every HTTP call MLflow makes, so a server that dies mid-run cannot hang a job.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(cfg.mlflow.timeout_seconds))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.timeout_seconds))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    check_reachable(uri, cfg.mlflow.timeout_seconds)
+    check_reachable(uri, settings.timeout_seconds)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
@@ -58,8 +63,8 @@ def connect(cfg: Config) -> MlflowClient:
         else:
             os.environ[key] = value
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+    experiment = client.get_experiment_by_name(settings.experiment)
     if experiment is None:
-        client.create_experiment(cfg.mlflow.experiment, artifact_location=cfg.artifact_location)
-    mlflow.set_experiment(cfg.mlflow.experiment)
+        client.create_experiment(settings.experiment, artifact_location=artifact_location)
+    mlflow.set_experiment(settings.experiment)
     return client
