@@ -56,6 +56,14 @@ def replace_where(
     writer.save(path)
 
 
+def rebuild(df: DataFrame, path: str, partition_by: list[str] | None = None) -> None:
+    """Replace the whole table with `df`, schema included (a new table or a full refresh)."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+
+
 def append(
     df: DataFrame,
     path: str,

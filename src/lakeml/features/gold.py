@@ -145,13 +145,7 @@ def _write(
     """Replace the given snapshots' partitions (or build the table); return rows written."""
     if stored is None:
         # A new table or a full refresh: the whole table is rebuilt, schema included.
-        (
-            df.write.format("delta")
-            .mode("overwrite")
-            .option("overwriteSchema", "true")
-            .partitionBy(PARTITION)
-            .save(path)
-        )
+        storage.rebuild(df, path, partition_by=[PARTITION])
     else:
         _check_same_columns(storage.read(spark, path).schema, df.schema, path)
         listed = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(dates))
