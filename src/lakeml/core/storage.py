@@ -46,22 +46,34 @@ def count(spark: SparkSession, path: str) -> int:
     return read(spark, path).count() if exists(spark, path) else 0
 
 
+def _save(
+    df: DataFrame,
+    path: str,
+    mode: str,
+    options: dict[str, Any],
+    partition_by: list[str] | None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """The one Delta writer: `mode`, writer options, partitioning, and `metadata` stored as
+    JSON in the commit's `userMetadata` (in the same atomic commit as the rows)."""
+    writer = df.write.format("delta").mode(mode).options(**{k: str(v) for k, v in options.items()})
+    if metadata is not None:
+        writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+
+
 def replace_where(
     df: DataFrame, path: str, condition: str, partition_by: list[str] | None = None
 ) -> None:
     """Atomically replace the rows matching `condition` with `df` (create the table if new)."""
-    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", condition)
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    _save(df, path, "overwrite", {"replaceWhere": condition}, partition_by)
 
 
 def rebuild(df: DataFrame, path: str, partition_by: list[str] | None = None) -> None:
     """Replace the whole table with `df`, schema included (a new table or a full refresh)."""
-    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    _save(df, path, "overwrite", {"overwriteSchema": "true"}, partition_by)
 
 
 def append(
@@ -72,16 +84,8 @@ def append(
 ) -> None:
     """Append `df` in one commit (creating the table if new). Delta records no commit for an
     append without rows to an existing table (see `append_once` for one that it records).
-
-    `metadata` is stored as JSON in the commit's `userMetadata`, in the same atomic commit
-    as the rows: a stage records there what it has processed (see `commit_metadata`).
-    """
-    writer = df.write.format("delta").mode("append")
-    if metadata is not None:
-        writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    A stage records in `metadata` what it has processed (see `commit_metadata`)."""
+    _save(df, path, "append", {}, partition_by, metadata)
 
 
 def append_once(
@@ -95,17 +99,8 @@ def append_once(
     """Append once per (app_id, version) with Delta's idempotent writes: a replayed write
     (same app id, version not above the last one recorded) is skipped by Delta instead of
     appended twice. Unlike a plain append, the commit is recorded even when `df` is empty."""
-    writer = (
-        df.write.format("delta")
-        .mode("append")
-        .option("txnAppId", app_id)
-        .option("txnVersion", version)
-    )
-    if metadata is not None:
-        writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    options = {"txnAppId": app_id, "txnVersion": version}
+    _save(df, path, "append", options, partition_by, metadata)
 
 
 def commit_metadata(spark: SparkSession, path: str, key: str) -> Any | None:

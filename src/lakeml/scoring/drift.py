@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from lakeml.core import storage
 from lakeml.core.config import MonitorConfig
 from lakeml.core.errors import LakemlError, first_line
+from lakeml.scoring.scorer import key_condition
 from lakeml.tracking import tags as tag
 from lakeml.training import trainset
 
@@ -275,14 +276,6 @@ def random_train_rows(tags: dict[str, str]) -> Column:
     return trainset.entity_bucket(entity, seed) >= F.lit(cut)
 
 
-def drift_condition(snapshot_date: dt.date, model_name: str, model_version: int) -> str:
-    name = model_name.replace("\\", "\\\\").replace("'", "\\'")
-    return (
-        f"snapshot_date = DATE'{snapshot_date.isoformat()}' AND model_name = '{name}' "
-        f"AND model_version = {int(model_version)}"
-    )
-
-
 def metric_key(text: str) -> str:
     """A feature name as an MLflow metric key (letters, digits, _ - . / and spaces only)."""
     return re.sub(r"[^0-9A-Za-z_\-./ ]", "_", text)
@@ -380,7 +373,8 @@ def check_drift(
     )
     # One small row per feature: compute once, then write and report the same values.
     collected = rows_df.collect()
-    condition = drift_condition(snapshot_date, model_name, model_version)
+    # The same key as the scores table: this snapshot scored by this model version.
+    condition = key_condition(snapshot_date, model_name, model_version)
     storage.replace_where(spark.createDataFrame(collected, rows_df.schema), drift_path, condition)
     rows = [r.asDict() for r in collected]
     run_id = log_to_mlflow(rows, monitor, snapshot_date, model_name, model_version)
