@@ -25,8 +25,10 @@ setup(
         "pydantic>=2.7,<3",
         # The scikit-learn baseline is logged in skops format (safer than pickle).
         "skops>=0.10",
+        # delta-rs reads a Delta log without a JVM: row counts and versions for summaries,
+        # and training's checks before Spark starts (lakeml.core.delta_log).
+        "deltalake>=1.0",
     ],
-    # deltalake (delta-rs, no JVM) proves in the tests that other Delta readers open the tables.
-    extras_require={"dev": ["chispa>=0.11", "pytest>=8", "ruff>=0.6", "deltalake>=1.0"]},
+    extras_require={"dev": ["chispa>=0.11", "pytest>=8", "ruff>=0.6"]},
     entry_points={"console_scripts": ["lakeml=lakeml.cli:entrypoint"]},
 )

@@ -15,6 +15,7 @@ from typing import Any
 from lakeml.core.config import Config, load_config
 from lakeml.core.errors import LakemlError
 from lakeml.core.report import Report
+from lakeml.core.secrets import RedactingStream
 
 
 def _features(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
@@ -120,10 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    report = Report(args.command)
+    # Progress lines and the JSON summary go out without secrets or URI passwords.
+    out = RedactingStream(sys.stdout)
+    report = Report(args.command, stream=out)
     spark, created = None, False
     try:
         cfg = load_config(args.conf, args.overrides)
+        out.redact = cfg.redact
+        if args.command == "train":
+            # What the Delta logs and the tracking server already tell, before a JVM starts.
+            from lakeml.pipeline import preflight_train
+
+            preflight_train(cfg)
         if args.command not in NO_SPARK:
             from pyspark.sql import SparkSession
 
@@ -136,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 spark, created = get_spark(cfg.spark), True
         args.func(spark, cfg, args, report)
     except LakemlError as exc:
-        print(f"lakeml {args.command}: error: {exc}", file=sys.stderr, flush=True)
+        print(f"lakeml {args.command}: error: {out.redact(str(exc))}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         print(f"lakeml {args.command}: interrupted", file=sys.stderr)

@@ -24,9 +24,13 @@ STEPS = ("features", "train", "score")
 
 
 def table_summary(spark: SparkSession, path: str) -> dict[str, Any]:
-    """Delta version and row count of a table, for the JSON summary."""
-    from lakeml.core import storage
+    """Delta version and row count of a table, for the JSON summary: from the Delta log's
+    file statistics when they answer exactly (no Spark job), else from Spark."""
+    from lakeml.core import delta_log, storage
 
+    known = delta_log.facts(path)
+    if known is not None:
+        return {"path": path, "version": known.version, "rows": known.rows}
     return {
         "path": path,
         "version": storage.version(spark, path),
@@ -154,17 +158,27 @@ def _features_summary(
     return out
 
 
+def preflight_train(cfg: Config) -> None:
+    """What makes training fail for sure, checked without Spark: a tracking server that does
+    not answer, and what the gold tables' Delta logs already tell (no tables, too few
+    labelled snapshots, a split window with one class only)."""
+    from lakeml.tracking.store import check_reachable
+    from lakeml.training import preflight
+
+    check_reachable(cfg.tracking_uri, cfg.mlflow.timeout_seconds)
+    preflight.check_tables(cfg.train, cfg.table("features"), cfg.table("labels"))
+
+
 def run_train(spark: SparkSession, cfg: Config, report: Report) -> dict[str, Any]:
     """Training set -> tune each model type -> refit the winner -> baseline -> MLflow runs
     -> register the winner as challenger and gate the champion."""
-    from lakeml.tracking.store import check_reachable
     from lakeml.training import models, trainset
 
     t = cfg.train
-    # Fail fast, before reading data: a tracking server that does not answer, an unknown
-    # grid param; then the data's own checks (too few labelled snapshots, one class only),
-    # before MLflow and scikit-learn are even imported.
-    check_reachable(cfg.tracking_uri, cfg.mlflow.timeout_seconds)
+    # Fail fast, before reading data: preflight_train, an unknown grid param; then the data's
+    # own checks on Spark (too few labelled snapshots, one class only), before MLflow and
+    # scikit-learn are even imported.
+    preflight_train(cfg)
     candidates = models.candidates(t.models, t.label_col, trainset.WEIGHT_COL, t.seed)
     with report.stage("train.data"):
         ts = trainset.load_training_set(spark, t, cfg.table("features"), cfg.table("labels"))

@@ -49,7 +49,17 @@ def test_every_shipped_config_loads(name: str, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("SPARK_MASTER_URL", "spark://master:7077")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
     cfg = load_config(ROOT / "conf" / f"{name}.yaml")
-    assert cfg.storage.root and cfg.train.models
+    assert cfg.storage.root == "hdfs://namenode:8020/lakeml" and cfg.train.models
+    # A value from the environment is shown (logged to MLflow) as *** (test_secrets.py).
+    assert cfg.raw["storage"]["root"] == "***"
+
+
+def test_raw_holds_the_resolved_root_when_it_comes_from_the_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LAKEML_ROOT", raising=False)
+    cfg = load_config(CONF)  # root: ${LAKEML_ROOT:-lakeml-data}, relative to the cwd
+    assert cfg.storage.root == str(Path("lakeml-data").resolve())
     assert cfg.raw["storage"]["root"] == cfg.storage.root
 
 

@@ -223,3 +223,23 @@ def test_a_session_starts_without_spark_or_ivy_banners() -> None:
         # Only the very first start on a machine resolves the Delta jars through Ivy.
         for ivy in (":: loading settings ::", ":: resolving dependencies ::", "Ivy Default Cache"):
             assert ivy not in output
+
+
+def test_a_local_driver_binds_to_loopback_unless_config_says_otherwise(launching) -> None:
+    local = build_conf(spark_config())
+    assert local["spark.driver.bindAddress"] == local["spark.driver.host"] == "127.0.0.1"
+    cluster = build_conf(spark_config(), master="spark://10.0.0.5:7077")
+    assert "spark.driver.bindAddress" not in cluster and "spark.driver.host" not in cluster
+    own = build_conf(spark_config(**{"spark.driver.bindAddress": "0.0.0.0"}))
+    assert own["spark.driver.bindAddress"] == "0.0.0.0"
+
+
+def test_the_local_driver_listens_on_loopback_only(spark) -> None:
+    """`ss -ltnp` while a local session runs: every socket of its JVM is on 127.0.0.1."""
+    pid = spark.sparkContext._gateway.proc.pid
+    spark.range(10).selectExpr("id % 2 AS k").groupBy("k").count().collect()  # a shuffle
+    lines = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    mine = [line.split() for line in lines.splitlines() if f"pid={pid}," in line]
+    assert len(mine) >= 3, lines  # py4j gateway, driver RPC, block manager
+    addresses = [fields[3].rsplit(":", 1)[0] for fields in mine]
+    assert all(a in ("127.0.0.1", "[::ffff:127.0.0.1]") for a in addresses), addresses

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from pyspark.sql import types as T
 
 from lakeml.core import storage
 from lakeml.core.config import TableSourceConfig, load_config
+from lakeml.core.config_load import SPARK_TYPES
 from lakeml.core.errors import LakemlError
 from lakeml.ingest import customer_table as snapshot_table
 
@@ -56,6 +58,38 @@ def test_clean_types_values_and_names_the_rule_each_bad_row_failed(spark: SparkS
         "snapshot_date date, rule string",
     )
     assert_df_equality(got, expected, ignore_nullable=True)
+
+
+def test_a_decimal_type_casts_half_up_and_flags_values_that_do_not_fit(
+    spark: SparkSession,
+) -> None:
+    t = TableSourceConfig(
+        entity_col="id",
+        snapshot_date="2024-01-31",
+        label_col="y",
+        types={"amount": "DECIMAL(10, 2)"},  # validated to decimal(10,2)
+    )
+    raw = spark.createDataFrame(
+        [("a", "12.345", "No"), ("b", "123456789.1", "No"), ("c", "x", "Yes"), ("d", " ", "No")],
+        "id string, amount string, y string",
+    )
+    got = snapshot_table.clean(raw, t, "snapshot_date").drop("value")
+    day = dt.date(2024, 1, 31)
+    expected = spark.createDataFrame(
+        [
+            ("a", Decimal("12.35"), "No", day, None),  # two places, rounded half up
+            ("b", None, "No", day, "wrong_type:amount"),  # 9 digits before the point: > 8
+            ("c", None, "Yes", day, "wrong_type:amount"),
+            ("d", None, "No", day, None),  # blank: missing, not wrong
+        ],
+        "id string, amount decimal(10,2), y string, snapshot_date date, rule string",
+    )
+    assert_df_equality(got, expected, ignore_nullable=True)
+
+
+def test_every_allowed_type_name_has_its_spark_type() -> None:
+    names = [*SPARK_TYPES, "decimal(38,0)", "decimal(10,2)"]
+    assert [snapshot_table.spark_type(n).simpleString() for n in names] == names
 
 
 def test_exact_duplicates_are_marked_and_disagreeing_rows_flagged(spark: SparkSession) -> None:

@@ -13,32 +13,27 @@ import json
 import os
 import typing
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ModelWrapValidatorHandler,
-    PrivateAttr,
-    ValidationError,
-    ValidationInfo,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, model_validator
 
 from lakeml.core.config_load import (
+    COLLECT,
     Fraction,
     IsoDate,
     NonEmpty,
     OptionalDate,
     Percent,
+    SparkType,
     Text,
     describe,
+    free_form_keys,
     read_mapping,
     rule,
 )
+from lakeml.core.config_load import Section as _Section
 from lakeml.core.errors import LakemlError
+from lakeml.core.secrets import redact_text
 
 ModelType = Literal["logistic_regression", "random_forest", "gbt"]
 Metric = Literal["areaUnderPR", "areaUnderROC"]
@@ -51,29 +46,6 @@ LogLevel = Annotated[
     Literal["ALL", "DEBUG", "ERROR", "FATAL", "INFO", "OFF", "TRACE", "WARN"],
     BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
 ]
-_COLLECT = "collect_errors"  # load_config's context: collect every error, report once
-
-
-class _Section(BaseModel):
-    """A config section: unknown keys are errors, values keep their YAML type (text fields
-    excepted, see `config_load.Text`) and an instance never changes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-    # Where the section sits in the file: names the keys of a section built in code.
-    KEY: ClassVar[str] = ""
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _one_line_errors(
-        cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
-    ) -> Any:
-        """A section built in code with a bad value raises the LakemlError load_config would."""
-        if (info.context or {}).get(_COLLECT):
-            return handler(data)
-        try:
-            return handler(data)
-        except ValidationError as exc:
-            raise LakemlError(describe(exc, cls, cls.KEY)) from None
 
 
 class StorageConfig(_Section):
@@ -133,8 +105,9 @@ class GenerateConfig(_Section):
 class TableSourceConfig(_Section):
     """A customer snapshot table (one row per entity, e.g. the Telco CSV) read as it is.
 
-    Columns are read as text and cast to `types` (others stay strings); blank strings are
-    missing values; a row whose value cannot be cast is quarantined, not dropped.
+    Columns are read as text and cast to `types` (others stay strings; see
+    `config_load.SPARK_TYPES`); blank strings are missing values; a row whose value cannot be
+    cast is quarantined, not dropped.
     """
 
     KEY = "source.table"
@@ -146,7 +119,7 @@ class TableSourceConfig(_Section):
     snapshot_col: Text = ""
     label_col: Text = ""
     positive_values: list[Text] = Field(default_factory=lambda: ["Yes", "yes", "1", "true"])
-    types: dict[Text, Text] = Field(default_factory=dict)
+    types: dict[Text, SparkType] = Field(default_factory=dict)
     drop_cols: list[Text] = Field(default_factory=list)
 
 
@@ -161,6 +134,9 @@ class SourceConfig(_Section):
     kind: Literal["events", "table"] = Field("events", title="source kind")
     path: NonEmpty = "raw/events"
     table: TableSourceConfig = Field(default_factory=TableSourceConfig)
+    # Events before min_event_date or after ingestion + clock_skew_minutes are quarantined.
+    min_event_date: IsoDate = "2000-01-01"
+    clock_skew_minutes: int = Field(60, ge=0)
 
     @model_validator(mode="after")
     def _table_is_described(self) -> SourceConfig:
@@ -191,13 +167,16 @@ class TablesConfig(_Section):
 
 
 class SnapshotConfig(_Section):
-    """Snapshot dates: an explicit list, or a series every `every_days` ending at the last
-    complete day in the data and starting once `min_history_days` of data exist."""
+    """Snapshot dates: an explicit list, or the days `every_days` apart counted from `origin`
+    (a Monday: weekly snapshots fall on Mondays) up to the day after the last complete day
+    in the data, once `min_history_days` of data exist; at most `max_snapshots` of them."""
 
     KEY = "features.snapshots"
     dates: list[IsoDate] = Field(default_factory=list)
     every_days: int = Field(7, ge=1)
     min_history_days: int = Field(7, ge=0)
+    origin: IsoDate = "1970-01-05"
+    max_snapshots: int = Field(500, ge=1)
 
 
 class FeaturesConfig(_Section):
@@ -320,11 +299,17 @@ class Config(_Section):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @property
     def raw(self) -> dict[str, Any]:
-        """The merged, interpolated mapping the sections were built from (logged to MLflow)."""
+        """The merged, interpolated mapping the sections were built from, as it may be shown
+        (logged to MLflow): values from the environment and secrets are `***`."""
         return self._raw
+
+    def redact(self, text: str) -> str:
+        """`text` (a message, a summary line) without this config's secrets or URI passwords."""
+        return redact_text(text, self._secrets)
 
     def __eq__(self, other: object) -> bool:
         # Equal sections are an equal config, however the file that gave them was written.
@@ -371,7 +356,8 @@ class Config(_Section):
         return self.score.model_uri or f"models:/{self.mlflow.registered_model}@champion"
 
     def digest(self) -> str:
-        """A short hash of the resolved config, to tag runs with."""
+        """A short hash of `raw`, to tag runs with: of the config.yaml logged beside it, so a
+        secret never feeds a published hash and rotating one leaves the digest alone."""
         text = json.dumps(self.raw, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -388,10 +374,10 @@ def resolve_path(root: str, relative: str) -> str:
 
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply `key=value` overrides, interpolate env vars, validate."""
-    data = read_mapping(path, overrides)
+    read = read_mapping(path, overrides, free_form_keys(Config))
     try:
-        cfg = Config.model_validate(data, context={_COLLECT: True})
+        cfg = Config.model_validate(read.data, context={COLLECT: True})
     except ValidationError as exc:
-        raise LakemlError(describe(exc, Config)) from None
-    cfg._raw = data
+        raise LakemlError(redact_text(describe(exc, Config), read.secrets)) from None
+    cfg._raw, cfg._secrets = read.shown, read.secrets
     return cfg

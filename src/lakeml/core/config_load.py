@@ -1,7 +1,8 @@
 """What the config sections in `lakeml.core.config` are made of, apart from the sections.
 
-Reading a file into one mapping (YAML, `--set` overrides, environment variables), the value
-types the sections share, and pydantic's errors as one line naming each dotted key.
+Reading a file into one mapping (YAML, `--set` overrides, environment variables) and the form
+of it that may be shown (secrets hidden), the value types the sections share, and pydantic's
+errors as one line naming each dotted key.
 """
 
 from __future__ import annotations
@@ -10,14 +11,26 @@ import datetime
 import os
 import re
 import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from lakeml.core.errors import LakemlError
+from lakeml.core.secrets import REDACTED, is_secret_name, redact_mapping, secret_values
 
 # Problems that quote the value they were given; the others say all there is to say.
 _PROBLEMS = {
@@ -63,50 +76,160 @@ OptionalDate = Annotated[Text, AfterValidator(lambda v: v and _date(v))]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Percent = Annotated[float, Field(gt=0, le=100)]
 
+# The Spark types a column of a customer table may be cast to, as `DataType.simpleString()`
+# names, and the other names Spark SQL gives them (any case is accepted). Only these reach
+# Spark, never the text written in the config: a type is not a place for SQL.
+SPARK_TYPES = (
+    "string", "boolean", "tinyint", "smallint", "int", "bigint", "float", "double", "date",
+    "timestamp", "timestamp_ntz",
+)  # fmt: skip
+_TYPE_ALIASES = {
+    "byte": "tinyint", "short": "smallint", "integer": "int", "long": "bigint", "real": "float"
+}  # fmt: skip
+_DECIMAL = re.compile(r"decimal(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?")
+
+
+def _spark_type(value: str) -> str:
+    """The `simpleString()` of the Spark type `value` names, or a ValueError."""
+    name = value.strip().lower()
+    name = _TYPE_ALIASES.get(name, name)
+    if name in SPARK_TYPES:
+        return name
+    decimal = _DECIMAL.fullmatch(name)
+    if decimal:
+        precision, scale = int(decimal.group(1) or 10), int(decimal.group(2) or 0)
+        if 1 <= precision <= 38 and 0 <= scale <= precision:
+            return f"decimal({precision},{scale})"
+    raise ValueError(
+        f"{value!r} is not a type a column can be cast to; use one of "
+        f"{', '.join(SPARK_TYPES)} or decimal(p,s) with 1 <= p <= 38 and 0 <= s <= p"
+    )
+
+
+SparkType = Annotated[Text, AfterValidator(_spark_type)]
+
+
+COLLECT = "collect_errors"  # load_config's context: collect every error, report once
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values keep their YAML type (text fields
+    excepted, see `Text`) and an instance never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    # Where the section sits in the file: names the keys of a section built in code.
+    KEY: ClassVar[str] = ""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_line_errors(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
+    ) -> Any:
+        """A section built in code with a bad value raises the LakemlError load_config would."""
+        if (info.context or {}).get(COLLECT):
+            return handler(data)
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise LakemlError(describe(exc, cls, cls.KEY)) from None
+
 
 def rule(field: str, message: str) -> PydanticCustomError:
     """A broken cross-field rule, reported at `field` (a dotted key under the section)."""
     return PydanticCustomError("config_rule", "{message}", {"field": field, "message": message})
 
 
-def read_mapping(path: str | os.PathLike[str], overrides: list[str] | None) -> dict[str, Any]:
-    """The YAML file's mapping with `key=value` overrides applied and env vars expanded."""
-    p = Path(path)
-    if not p.is_file():
-        raise LakemlError(f"config file {str(p)!r} not found; pass --conf conf/local.yaml")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date-like 2018-13-01
-        message = " ".join(str(exc).split())
-        raise LakemlError(f"config file {str(p)!r} is not valid YAML: {message}") from None
-    if not isinstance(data, dict):
-        raise LakemlError(f"config file {str(p)!r} must hold a mapping of sections")
+@dataclass(frozen=True)
+class Resolved:
+    """A config file with its overrides and environment variables applied."""
+
+    data: dict[str, Any]  # what the sections are validated from
+    # The same with every value taken from the environment, and every secret, as `***`: what
+    # may be logged (MLflow's config.yaml) and hashed (the config digest).
+    shown: dict[str, Any]
+    secrets: frozenset[str]  # text no message may show (see lakeml.core.secrets)
+
+
+def read_mapping(
+    path: str | os.PathLike[str],
+    overrides: list[str] | None,
+    free_form: frozenset[tuple[str, ...]] = frozenset(),
+) -> Resolved:
+    """The YAML file's mapping with `key=value` overrides applied and env vars expanded.
+
+    `free_form` holds the paths of mappings with free-text keys (`spark.conf`): an override
+    key continues there as one key, dots and all (`spark.conf.spark.hadoop.fs.s3a.endpoint`).
+    """
+    data = _read_yaml(Path(path))
     for assignment in overrides or []:
-        _apply_override(data, assignment)
-    data = _interpolate(data, "")
-    storage = data.get("storage")
+        _apply_override(data, assignment, free_form)
+    env_secrets: set[str] = set()
+    data, shown = _interpolate(data, "", env_secrets)
+    storage, shown_storage = data.get("storage"), shown.get("storage")
     root = storage.get("root") if isinstance(storage, dict) else None
     # A relative root is from the working directory, fixed once so every path agrees.
     if isinstance(root, str) and root and "://" not in root and not root.startswith("/"):
         storage["root"] = str(Path(root).resolve())
+        if isinstance(shown_storage, dict) and shown_storage.get("root") == root:
+            shown_storage["root"] = storage["root"]
+    secrets = frozenset(env_secrets | secret_values(data))
+    return Resolved(data, redact_mapping(shown, secrets), secrets)
+
+
+def _read_yaml(p: Path) -> dict[str, Any]:
+    name = str(p)
+    if not p.is_file():
+        raise LakemlError(f"config file {name!r} not found; pass --conf conf/local.yaml")
+    try:
+        raw = p.read_bytes()
+        text = raw.decode("utf-8-sig")
+    except OSError as exc:
+        raise LakemlError(f"config file {name!r} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise LakemlError(
+            f"config file {name!r} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line "
+            f"{line}); save it as UTF-8"
+        ) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = " ".join(f"{exc.context or ''} {exc.problem or ''}".split())
+        raise LakemlError(f"config file {name!r} is not valid YAML{where}: {problem}") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date-like 2018-13-01
+        message = " ".join(str(exc).split())
+        raise LakemlError(f"config file {name!r} is not valid YAML: {message}") from None
+    if not isinstance(data, dict):
+        raise LakemlError(f"config file {name!r} must hold a mapping of sections")
     return data
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def _interpolate(value: Any, key: str) -> Any:
+def _interpolate(value: Any, key: str, secrets: set[str]) -> tuple[Any, Any]:
+    """`value` with `${VAR}` expanded, and the same with each expansion from the environment
+    as `***`. The text of a variable whose name says it is a secret goes into `secrets`."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, f"{key}.{k}" if key else k) for k, v in value.items()}
+        pairs = {
+            k: _interpolate(v, f"{key}.{k}" if key else str(k), secrets) for k, v in value.items()
+        }
+        return {k: p[0] for k, p in pairs.items()}, {k: p[1] for k, p in pairs.items()}
     if isinstance(value, list):
-        return [_interpolate(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        items = [_interpolate(v, f"{key}[{i}]", secrets) for i, v in enumerate(value)]
+        return [p[0] for p in items], [p[1] for p in items]
     if not isinstance(value, str):
-        return value
+        return value, value
 
-    def expand(match: re.Match[str]) -> str:
+    def expand(match: re.Match[str], shown: bool) -> str:
         name, default = match.group(1), match.group(2)
         if name in os.environ:
-            return os.environ[name]
+            if is_secret_name(name):
+                secrets.add(os.environ[name])
+            return REDACTED if shown else os.environ[name]
         if default is not None:
             return default
         raise LakemlError(
@@ -114,14 +237,62 @@ def _interpolate(value: Any, key: str) -> Any:
             f"export it or write ${{{name}:-default}}"
         )
 
-    return _ENV_REF.sub(expand, value)
+    text = _ENV_REF.sub(lambda m: expand(m, shown=False), value)
+    shown = _ENV_REF.sub(lambda m: expand(m, shown=True), value)
+    whole = _ENV_REF.fullmatch(value)
+    if whole is None:  # no reference, or text around one: text, as YAML would read it
+        return text, shown
+    typed = _scalar(text)
+    return typed, REDACTED if whole.group(1) in os.environ else typed
 
 
-def _apply_override(data: dict[str, Any], assignment: str) -> None:
+def _scalar(text: str) -> Any:
+    """What YAML reads from `text` when that loses nothing of it: true or false, a whole number
+    written plainly, a decimal number (1e3 too). Anything else stays text: 017, 0x1F and 1_000
+    (YAML would change their digits), yes and no, null, dates, lists and mappings."""
+    plain = text.strip()
+    if _EXPONENT.fullmatch(plain):
+        return float(plain)
+    try:
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError):
+        return text
+    if isinstance(value, bool):
+        return value if plain.lower() in ("true", "false") else text
+    if isinstance(value, int):
+        return value if str(value) == plain else text
+    if isinstance(value, float):
+        return value if not re.search(r"[_:]", plain) else text
+    return text
+
+
+def free_form_keys(
+    model: type[BaseModel], prefix: tuple[str, ...] = ()
+) -> frozenset[tuple[str, ...]]:
+    """Paths of the mappings under `model` whose keys are free text (`("spark", "conf")`)."""
+    found: set[tuple[str, ...]] = set()
+    for name, field in model.model_fields.items():
+        node = field.annotation
+        while typing.get_origin(node) is typing.Annotated:
+            node = typing.get_args(node)[0]
+        if typing.get_origin(node) is dict:
+            found.add((*prefix, name))
+        elif isinstance(node, type) and issubclass(node, BaseModel):
+            found |= free_form_keys(node, (*prefix, name))
+    return frozenset(found)
+
+
+def _apply_override(
+    data: dict[str, Any], assignment: str, free_form: frozenset[tuple[str, ...]]
+) -> None:
     if "=" not in assignment:
         raise LakemlError(f"--set {assignment!r}: expected dotted.key=value")
     key, _, text = assignment.partition("=")
     parts = key.strip().split(".")
+    for i in range(1, len(parts)):
+        if tuple(parts[:i]) in free_form:  # the rest is one key: spark.conf.<spark key>
+            parts = [*parts[:i], ".".join(parts[i:])]
+            break
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
@@ -134,7 +305,8 @@ def _apply_override(data: dict[str, Any], assignment: str) -> None:
     except ValueError:  # a date-like 2018-13-01; validation then names the key
         node[parts[-1]] = text
     except yaml.YAMLError:
-        raise LakemlError(f"--set {key}: {text!r} is not a YAML value; quote it") from None
+        shown = REDACTED if is_secret_name(key) else repr(text)
+        raise LakemlError(f"--set {key}: {shown} is not a YAML value; quote it") from None
 
 
 def describe(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:

@@ -157,8 +157,22 @@ def remember_jars(coordinate: str, spark_jars: str, user_jars: str, cache_dir: P
         pass
 
 
-def build_conf(cfg: SparkConfig, cache_dir: Path | None = None) -> dict[str, str]:
+# A driver on the machine's own loopback: in local mode nothing outside it must reach the
+# driver's RPC endpoint or block manager (Spark binds them to the network address otherwise).
+LOOPBACK_CONF = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
+
+
+def is_local(master: str) -> bool:
+    return master == "local" or master.startswith("local[")
+
+
+def build_conf(
+    cfg: SparkConfig, cache_dir: Path | None = None, master: str | None = None
+) -> dict[str, str]:
     """All settings the factory gives the builder, in the order they apply.
+
+    With a local master (`master`, else the config's) the driver binds to the loopback
+    address only, unless the config sets spark.driver.bindAddress / spark.driver.host.
 
     Only when lakeml launches the driver JVM itself (not under spark-submit): the Delta jars come
     from an earlier run's resolution when it is complete, and the driver gets lakeml's quiet
@@ -166,6 +180,8 @@ def build_conf(cfg: SparkConfig, cache_dir: Path | None = None) -> dict[str, str
     spark.driver.extraJavaOptions still apply, after it; a user's defaultJavaOptions replace it).
     """
     conf: dict[str, str] = {**DEFAULT_CONF, **DELTA_CONF}
+    if is_local(cfg.master if master is None else master):
+        conf.update(LOOPBACK_CONF)
     user = {k: str(v) for k, v in cfg.conf.items()}
     launching = not under_spark_submit()
     if cfg.delta_packages:
@@ -191,12 +207,13 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     # A standalone master that is not there would otherwise cost Spark's 60 s of retries.
-    check_master_reachable(submitted_master() if under_spark_submit() else cfg.master)
+    master = submitted_master() if under_spark_submit() else cfg.master
+    check_master_reachable(master)
     builder = SparkSession.builder.appName(cfg.app_name)
     if not under_spark_submit():
         # A master given to spark-submit wins; config's master only applies when we launch.
         builder = builder.master(cfg.master)
-    conf = build_conf(cfg)
+    conf = build_conf(cfg, master=master)
     for key, value in conf.items():
         builder = builder.config(key, value)
     # spark.jars.packages is resolved once per JVM, by the spark-submit that launches it.

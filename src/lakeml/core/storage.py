@@ -65,15 +65,24 @@ def _save(
 
 
 def replace_where(
-    df: DataFrame, path: str, condition: str, partition_by: list[str] | None = None
+    df: DataFrame,
+    path: str,
+    condition: str,
+    partition_by: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> None:
     """Atomically replace the rows matching `condition` with `df` (create the table if new)."""
-    _save(df, path, "overwrite", {"replaceWhere": condition}, partition_by)
+    _save(df, path, "overwrite", {"replaceWhere": condition}, partition_by, metadata)
 
 
-def rebuild(df: DataFrame, path: str, partition_by: list[str] | None = None) -> None:
+def rebuild(
+    df: DataFrame,
+    path: str,
+    partition_by: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
     """Replace the whole table with `df`, schema included (a new table or a full refresh)."""
-    _save(df, path, "overwrite", {"overwriteSchema": "true"}, partition_by)
+    _save(df, path, "overwrite", {"overwriteSchema": "true"}, partition_by, metadata)
 
 
 def append(
@@ -101,6 +110,40 @@ def append_once(
     appended twice. Unlike a plain append, the commit is recorded even when `df` is empty."""
     options = {"txnAppId": app_id, "txnVersion": version}
     _save(df, path, "append", options, partition_by, metadata)
+
+
+def table_id(spark: SparkSession, path: str) -> str | None:
+    """The Delta table's id: it changes when the table is deleted and created again, which
+    its version number alone does not tell."""
+    if not exists(spark, path):
+        return None
+    return str(DeltaTable.forPath(spark, path).detail().select("id").first()["id"])
+
+
+def commits_after(spark: SparkSession, path: str, version: int) -> list[dict[str, Any]] | None:
+    """Each commit after `version`, oldest first, as {"version", "operation", "metadata" (the
+    `userMetadata` JSON object, {} if none)}; None when the retained history no longer
+    reaches back to `version + 1` (Delta cleaned up older log entries), or no table."""
+    if not exists(spark, path):
+        return None
+    rows = (
+        DeltaTable.forPath(spark, path)
+        .history()
+        .where(f"version > {int(version)}")
+        .select("version", "operation", "userMetadata")
+        .collect()
+    )
+    rows = sorted(rows, key=lambda r: r["version"])
+    if rows and rows[0]["version"] != version + 1:
+        return None
+    return [
+        {
+            "version": int(r["version"]),
+            "operation": r["operation"],
+            "metadata": _json_object(r["userMetadata"]),
+        }
+        for r in rows
+    ]
 
 
 def commit_metadata(spark: SparkSession, path: str, key: str) -> Any | None:

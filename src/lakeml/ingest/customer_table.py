@@ -9,16 +9,34 @@ rows for one entity and snapshot all go to quarantine (which one is true is unkn
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from lakeml.core import storage
 from lakeml.core.config import TableSourceConfig
 from lakeml.core.errors import LakemlError
+
+# The Spark types `source.table.types` names, by `simpleString()` (config_load.SPARK_TYPES).
+_TYPES: dict[str, T.DataType] = {
+    t.simpleString(): t
+    for t in (
+        T.StringType(), T.BooleanType(), T.ByteType(), T.ShortType(), T.IntegerType(),
+        T.LongType(), T.FloatType(), T.DoubleType(), T.DateType(), T.TimestampType(),
+        T.TimestampNTZType(),
+    )
+}  # fmt: skip
+
+
+def spark_type(name: str) -> T.DataType:
+    """The DataType of a validated `source.table.types` value (`int`, `decimal(10,2)`)."""
+    decimal = re.fullmatch(r"decimal\((\d+),(\d+)\)", name)
+    return T.DecimalType(int(decimal[1]), int(decimal[2])) if decimal else _TYPES[name]
 
 
 def _blank_to_null(name: str) -> Column:
@@ -31,6 +49,7 @@ def clean(raw: DataFrame, t: TableSourceConfig, snapshot_col: str) -> DataFrame:
 
     Every source column is kept; configured `types` are applied with `try_cast`, so a value
     that is present but not castable is flagged `wrong_type:<col>` instead of becoming null.
+    Casts are built as Columns from the validated type names: no config text is parsed as SQL.
     """
     missing = [c for c in [t.entity_col, t.label_col, *t.types] if c not in raw.columns]
     if t.snapshot_col and t.snapshot_col not in raw.columns:
@@ -41,9 +60,8 @@ def clean(raw: DataFrame, t: TableSourceConfig, snapshot_col: str) -> DataFrame:
             f"its columns are: {', '.join(raw.columns)}"
         )
     text = {c: _blank_to_null(c) for c in raw.columns if c not in t.drop_cols}
-    typed = {
-        c: F.expr(f"try_cast(`{c}` AS {t.types[c]})") if c in t.types else F.col(c) for c in text
-    }
+    cast = {c: F.col(c).try_cast(spark_type(name)) for c, name in t.types.items()}
+    typed = {c: cast.get(c, F.col(c)) for c in text}
     snapshot = (
         F.to_date(F.lit(t.snapshot_date)) if t.snapshot_date else F.to_date(F.col(t.snapshot_col))
     )
@@ -53,7 +71,7 @@ def clean(raw: DataFrame, t: TableSourceConfig, snapshot_col: str) -> DataFrame:
         (F.col(snapshot_col).isNull(), "missing_field:snapshot_date"),
         *[
             (
-                F.col(c).isNotNull() & F.expr(f"try_cast(`{c}` AS {t.types[c]})").isNull(),
+                F.col(c).isNotNull() & cast[c].isNull(),
                 f"wrong_type:{c}",
             )
             for c in t.types

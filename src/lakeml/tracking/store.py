@@ -7,6 +7,7 @@ other tracking URI (an `mlflow server` over HTTP, say) comes from config or
 
 from __future__ import annotations
 
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from lakeml.core.config import MlflowConfig
 from lakeml.core.errors import LakemlError
 from lakeml.core.logs import quiet_python_loggers
+from lakeml.core.secrets import redact_text, redact_uri
 
 if TYPE_CHECKING:  # check_reachable runs before MLflow is imported (fast errors)
     from mlflow.tracking import MlflowClient
@@ -28,11 +30,15 @@ def check_reachable(uri: str, timeout_seconds: float) -> None:
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_seconds):
             pass
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        # Shown without credentials. InvalidURL (a port that is not a number, as in
+        # http://alice:pw@host) quotes parts of the URI: it is not quoted.
+        invalid = isinstance(exc, http.client.InvalidURL)
+        reason = "not a valid URL" if invalid else getattr(exc, "reason", exc)
         raise LakemlError(
-            f"MLflow tracking server {uri} is unreachable ({reason}); start it "
-            "(mlflow server ...) or point mlflow.tracking_uri / MLFLOW_TRACKING_URI elsewhere"
+            f"MLflow tracking server {redact_uri(uri)} is unreachable "
+            f"({redact_text(str(reason))}); start it (mlflow server ...) or point "
+            "mlflow.tracking_uri / MLFLOW_TRACKING_URI elsewhere"
         ) from None
 
 

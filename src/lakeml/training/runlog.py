@@ -29,6 +29,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from pyspark.sql import types as T
 
 from lakeml.core.config import TrainConfig
+from lakeml.core.secrets import redact_mapping
 from lakeml.tracking import tags
 from lakeml.training import evaluate, plots, trainset
 from lakeml.training.evaluate import Outcome
@@ -169,7 +170,7 @@ def log_runs(
 ) -> LoggedRuns:
     """Log the parent run (inside it) and one nested run per model; save winner + baseline.
 
-    `config` is the config's digest and its resolved mapping (logged as config.yaml). A
+    `config` is the config's digest and its redacted mapping (logged as config.yaml). A
     nested run describes the model it holds: the winner type's run holds the refit model
     and its test metrics (plus `train_only_test_*`, comparable with the other types)."""
     config_digest, config_raw = config
@@ -203,7 +204,8 @@ def log_runs(
     # One batch per run: each MLflow call is a store transaction (an HTTP call, or a
     # SQLite commit), and they add up on a busy machine.
     log_batch(client, parent_id, metrics, params, {**common, "winner": winner.name})
-    mlflow.log_dict(config_raw, "config.yaml")
+    # `Config.raw` is already redacted; this keeps a mapping from anywhere else just as safe.
+    mlflow.log_dict(redact_mapping(config_raw), "config.yaml")
     lineage = lineage_inputs(ts, t)
     client.log_inputs(parent_id, datasets=lineage)
 

@@ -48,9 +48,14 @@ class Split:
     validation_fraction: float = 0.0
     seed: int = 0
 
+    def windows(self) -> tuple[tuple[str, tuple[date, ...]], ...]:
+        """(window name, its snapshot dates): train, validation, test."""
+        return ((TRAIN, self.train), (VALIDATION, self.validation), (TEST, self.test))
+
     def as_tags(self) -> dict[str, str]:
-        windows = ((TRAIN, self.train), (VALIDATION, self.validation), (TEST, self.test))
-        out = {tags.snapshots_tag(w): ",".join(d.isoformat() for d in ds) for w, ds in windows}
+        out = {
+            tags.snapshots_tag(w): ",".join(d.isoformat() for d in ds) for w, ds in self.windows()
+        }
         out[tags.SPLIT_METHOD] = self.method
         if self.method == RANDOM:
             out[tags.SPLIT_FRACTIONS] = (
@@ -268,6 +273,17 @@ def check_stats(stats: list[dict], train: TrainConfig) -> None:
             )
 
 
+def one_class_error(window: str, dates: tuple[date, ...], churned: bool, rows: int) -> LakemlError:
+    """The error for a split window whose labelled rows are all one class."""
+    only = "churned" if churned else "non-churned"
+    return LakemlError(
+        f"the {window} window ({', '.join(d.isoformat() for d in dates)}) has only "
+        f"{only} rows ({rows}); a churn model needs both classes in every "
+        "window: add snapshots (more days of events) or entities, change "
+        "train.split, or check the labels"
+    )
+
+
 def window_counts(df: DataFrame, label_col: str) -> dict[str, dict[int, int]]:
     """Rows per window and label of a split training set (one small job on cached rows)."""
     counts: dict[str, dict[int, int]] = {w: {0: 0, 1: 0} for w in (TRAIN, VALIDATION, TEST)}
@@ -327,16 +343,10 @@ def load_training_set(
         raise
     df = assign_split(joined, split, t.snapshot_col, t.entity_col)
     counts = window_counts(df, t.label_col)
-    for window, dates in ((TRAIN, split.train), (VALIDATION, split.validation), (TEST, split.test)):
+    for window, dates in split.windows():
         c = counts[window]
         if min(c.values()) == 0:
             joined.unpersist()
-            only = "churned" if c[1] else "non-churned"
-            raise LakemlError(
-                f"the {window} window ({', '.join(d.isoformat() for d in dates)}) has only "
-                f"{only} rows ({c[0] + c[1]}); a churn model needs both classes in every "
-                "window: add snapshots (more days of events) or entities, change "
-                "train.split, or check the labels"
-            )
+            raise one_class_error(window, dates, bool(c[1]), c[0] + c[1])
     lineage = Lineage(f_path, int(f_version), l_path, int(l_version))
     return TrainingSet(df, joined, spec, split, lineage, counts)

@@ -1,0 +1,62 @@
+"""Checks that training cannot succeed, answered from the Delta logs before Spark starts.
+
+The labels table's log holds, per data file, its snapshot (the partition value), its row
+count and the min/max label. That is enough to say, in well under a second, that there
+are too few labelled snapshots for the out-of-time split or that a split window holds one
+class only. Each check raises only when training on Spark would fail the same way; what
+the logs cannot settle is left to `trainset.load_training_set`, which checks it all again.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+from lakeml.core import delta_log
+from lakeml.core.config import TrainConfig
+from lakeml.core.errors import LakemlError
+from lakeml.training import trainset
+
+
+def check_tables(t: TrainConfig, f_path: str, l_path: str) -> None:
+    """Raise what training would raise about the gold tables, when their logs tell."""
+    for path, what in ((f_path, "features"), (l_path, "labels")):
+        folder = delta_log.local_table_dir(path)
+        if folder is not None and not os.path.isdir(os.path.join(folder, "_delta_log")):
+            raise LakemlError(
+                f"no {what} table at {path}; run `lakeml features` first (or check storage.root)"
+            )
+    classes = label_classes(t, l_path)
+    if classes is None or t.split.method != "out_of_time":
+        return
+    split = trainset.split_snapshots(list(classes), t.split.test_snapshots, t.split.validation_snapshots)
+    # Training splits the snapshots that have features rows too; when the features table
+    # lacks one of these, its windows differ from these and only Spark can tell.
+    features = delta_log.facts(f_path)
+    column = f"partition.{t.snapshot_col}"
+    if features is None or not set(classes) <= {f.get(column) for f in features.files}:
+        return
+    for window, dates in split.windows():
+        seen = set().union(*(classes[d][0] for d in dates))
+        if len(seen) == 1:
+            rows = sum(classes[d][1] for d in dates)
+            raise trainset.one_class_error(window, dates, seen == {1}, rows)
+
+
+def label_classes(t: TrainConfig, l_path: str) -> dict[date, tuple[set[int], int]] | None:
+    """Per labelled snapshot: the label values present and the rows, from file statistics;
+    None unless every file answers (partitioned by the snapshot, labels 0/1 with stats)."""
+    known = delta_log.facts(l_path)
+    if known is None:
+        return None
+    out: dict[date, tuple[set[int], int]] = {}
+    for f in known.files:
+        if not f["num_records"]:
+            continue
+        snapshot = f.get(f"partition.{t.snapshot_col}")
+        low, high = f.get(f"min.{t.label_col}"), f.get(f"max.{t.label_col}")
+        if not isinstance(snapshot, date) or low not in (0, 1) or high not in (0, 1):
+            return None
+        values, rows = out.get(snapshot, (set(), 0))
+        out[snapshot] = (values | {low, high}, rows + int(f["num_records"]))
+    return out
