@@ -25,8 +25,8 @@ $(STAMP): setup.py constraints.txt
 	@$(MAKE) --no-print-directory java
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
-	@echo "resolving the Delta jars from Maven Central into the local Ivy cache (once)"
-	$(PY) -m lakeml.core.session --conf $(CONF)
+	@echo "resolving the Delta jars from Maven Central (once), building the driver class archive"
+	$(PY) -m lakeml.install --conf $(CONF)
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv with pinned versions and fetch the Delta jars once

@@ -17,6 +17,7 @@ from urllib.request import url2pathname
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
+from lakeml.core import class_cache
 from lakeml.core.config import SparkConfig
 from lakeml.core.errors import LakemlError
 from lakeml.core.logs import driver_java_options, quiet_python_loggers
@@ -109,9 +110,14 @@ def under_spark_submit() -> bool:
 # So after one resolution the factory remembers the jar files Ivy retrieved, and later starts
 # hand them to spark.jars directly. (Python's `delta` then comes from the delta-spark wheel of
 # the same version, not from the jar that spark.jars.packages also puts on sys.path.)
+def lakeml_cache_dir() -> Path:
+    """lakeml's cache folder: remembered jar lists, the driver's class archive."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lakeml"
+
+
 def jar_cache_dir() -> Path:
     """Where lakeml remembers the jar files resolved for a Maven coordinate."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lakeml" / "jars"
+    return lakeml_cache_dir() / "jars"
 
 
 def _jar_list(coordinate: str, cache_dir: Path) -> Path:
@@ -167,7 +173,10 @@ def is_local(master: str) -> bool:
 
 
 def build_conf(
-    cfg: SparkConfig, cache_dir: Path | None = None, master: str | None = None
+    cfg: SparkConfig,
+    cache_dir: Path | None = None,
+    master: str | None = None,
+    java_options: list[str] | None = None,
 ) -> dict[str, str]:
     """All settings the factory gives the builder, in the order they apply.
 
@@ -176,8 +185,9 @@ def build_conf(
 
     Only when lakeml launches the driver JVM itself (not under spark-submit): the Delta jars come
     from an earlier run's resolution when it is complete, and the driver gets lakeml's quiet
-    log4j2 config through spark.driver.defaultJavaOptions (so a user's own
-    spark.driver.extraJavaOptions still apply, after it; a user's defaultJavaOptions replace it).
+    log4j2 config and the class archive (`class_cache`, or `java_options` if given) through
+    spark.driver.defaultJavaOptions (so a user's own spark.driver.extraJavaOptions still
+    apply, after it; a user's defaultJavaOptions replace it).
     """
     conf: dict[str, str] = {**DEFAULT_CONF, **DELTA_CONF}
     if is_local(cfg.master if master is None else master):
@@ -193,15 +203,20 @@ def build_conf(
         else:
             conf["spark.jars.packages"] = coordinate
     if launching and "spark.driver.defaultJavaOptions" not in user:
-        options = driver_java_options(cfg.log_level)
+        if java_options is None:
+            java_options = class_cache.java_options(
+                cache_dir.parent if cache_dir else lakeml_cache_dir()
+            )
+        options = " ".join(filter(None, [driver_java_options(cfg.log_level), *java_options]))
         if options:
             conf["spark.driver.defaultJavaOptions"] = options
     conf.update(user)
     return conf
 
 
-def get_spark(cfg: SparkConfig) -> SparkSession:
-    """Create (or return the active) SparkSession for this config."""
+def get_spark(cfg: SparkConfig, java_options: list[str] | None = None) -> SparkSession:
+    """Create (or return the active) SparkSession for this config (`java_options`: see
+    `build_conf`)."""
     quiet_python_loggers()
     # Executors run the same interpreter as the driver unless the environment says otherwise.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -213,7 +228,7 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     if not under_spark_submit():
         # A master given to spark-submit wins; config's master only applies when we launch.
         builder = builder.master(cfg.master)
-    conf = build_conf(cfg, master=master)
+    conf = build_conf(cfg, master=master, java_options=java_options)
     for key, value in conf.items():
         builder = builder.config(key, value)
     # spark.jars.packages is resolved once per JVM, by the spark-submit that launches it.
