@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONF ?= conf/local.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench clean java package cluster-test
+.PHONY: help install run test lint format bench clean java package cluster-test fault-test
 
 help: ## show this help
 	@echo "lakeml make targets:"
@@ -36,7 +36,10 @@ run: $(STAMP) ## the whole journey: generate (if absent) -> features -> train ->
 	$(VENV)/bin/lakeml pipeline --conf $(CONF) --until $(UNTIL)
 
 test: $(STAMP) ## the test suite: unit and end-to-end tests, in-process on one SparkSession
-	$(VENV)/bin/pytest -q tests --ignore=tests/cluster --durations=30
+	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m "not crash" --durations=30
+
+fault-test: $(STAMP) ## real lakeml processes killed at each point and rerun (CI runs it after make test)
+	$(VENV)/bin/pytest -q tests/faults -m crash --durations=10
 
 package: $(STAMP) dist/lakeml.zip ## build dist/lakeml-<version>-py3-none-any.whl and dist/lakeml.zip (--py-files)
 	rm -f dist/lakeml-*.whl

@@ -126,3 +126,77 @@ def test_importing_the_cli_and_pipeline_loads_no_ml_library() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def summary_of(stdout: str) -> dict:
+    """The JSON summary: the last line of stdout."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_a_failed_command_still_ends_with_a_json_summary(capsys) -> None:
+    status, out, err = lakeml(capsys, "features", "--set", "featurs.windows=[7]")
+    assert_one_line_error(status, err, "unknown config key 'featurs'")
+    summary = summary_of(out)
+    assert summary.pop("seconds") >= 0
+    assert summary == {
+        "command": "features",
+        "ok": False,
+        "error": err.strip().removeprefix("lakeml features: error: "),
+        "exit_status": 2,
+        "stages_completed": [],
+        "failed_stage": None,
+        "log": None,
+    }
+
+
+def test_an_unexpected_failure_is_one_line_naming_its_log_with_exit_1(
+    spark, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakeml.synthetic import generate
+
+    def on_fire(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(generate, "generate_events", on_fire)
+    status, out, err = lakeml(capsys, "generate", "--set", f"storage.root={tmp_path}")
+    summary = summary_of(out)
+    log = summary["log"]
+    assert status == 1
+    assert err.strip() == (
+        f"lakeml generate: internal error: RuntimeError: disk on fire (full traceback in {log})"
+    )
+    assert Path(log).parent == tmp_path / "logs"
+    text = Path(log).read_text()
+    assert "Traceback (most recent call last)" in text
+    assert 'raise RuntimeError("disk on fire")' in text
+    assert summary["ok"] is False
+    assert summary["exit_status"] == 1
+    assert summary["error"] == err.strip().removeprefix("lakeml generate: ")
+    assert (summary["failed_stage"], summary["stages_completed"]) == ("generate", [])
+    assert "[lakeml] generate: failed after" in out
+
+
+def test_an_interrupted_command_exits_130_with_a_json_summary(
+    spark, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakeml.synthetic import generate
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate, "generate_events", interrupt)
+    status, out, err = lakeml(capsys, "generate", "--set", f"storage.root={tmp_path}")
+    assert (status, err.strip()) == (130, "lakeml generate: interrupted")
+    summary = summary_of(out)
+    assert (summary["ok"], summary["error"], summary["exit_status"]) == (False, "interrupted", 130)
+
+
+def test_a_success_summary_says_ok_and_the_stages_completed(spark, capsys, tmp_path) -> None:
+    sets = ["--set", f"storage.root={tmp_path}", "--set", "generate.users=3"]
+    status, out, err = lakeml(capsys, "generate", *sets, "--set", "generate.days=2")
+    assert status == 0, err
+    summary = summary_of(out)
+    assert (summary["ok"], summary["stages_completed"]) == (True, ["generate"])
+    # The keys a success always had are still there.
+    assert {"command", "raw_path", "generated", "stage_seconds", "seconds"} <= summary.keys()
+    assert "error" not in summary

@@ -1,8 +1,10 @@
 """`lakeml <command> --conf conf/local.yaml [--set k=v ...]`; jobs/*.py call `main` too.
 
 Each command loads the config, opens the SparkSession, runs one library function and
-prints progress lines followed by a one-line JSON summary. A `LakemlError` (a mistake
-the user can fix) is printed on one line to stderr, without a traceback, exit status 2.
+prints progress lines followed by a one-line JSON summary, also when it fails. A failure
+is one line on stderr, never a traceback (`lakeml.core.failures` maps every exception):
+a mistake the user can fix (a `LakemlError`, a lost or unreadable file, ...) exits with
+status 2, anything else with status 1 and the path of a log file with the traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lakeml.core import failures
 from lakeml.core.config import Config, load_config
 from lakeml.core.errors import LakemlError
 from lakeml.core.report import Report
@@ -124,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Progress lines and the JSON summary go out without secrets or URI passwords.
     out = RedactingStream(sys.stdout)
     report = Report(args.command, stream=out)
+    cfg: Config | None = None
     spark, created = None, False
     try:
         cfg = load_config(args.conf, args.overrides)
@@ -144,17 +148,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             if spark is None:
                 spark, created = get_spark(cfg.spark), True
         args.func(spark, cfg, args, report)
-    except LakemlError as exc:
-        print(f"lakeml {args.command}: error: {out.redact(str(exc))}", file=sys.stderr, flush=True)
-        return 2
-    except KeyboardInterrupt:
-        print(f"lakeml {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as exc:
+        # Described while the session still runs: a Java exception's text comes from the JVM.
+        return fail(exc, args.command, cfg, report, out)
     finally:
         if spark is not None and created:
             spark.stop()
     report.finish()
     return 0
+
+
+def fail(
+    exc: BaseException, command: str, cfg: Config | None, report: Report, out: RedactingStream
+) -> int:
+    """Say what went wrong in one line on stderr and in the JSON summary; the exit status."""
+    log = None
+    if not isinstance(exc, (LakemlError, KeyboardInterrupt)):
+        root = cfg.storage.root if cfg is not None else None
+        log = failures.write_log(exc, command, root, out.redact)
+    tables = {} if cfg is None else {n: cfg.table(n) for n in type(cfg.tables).model_fields}
+    failure = failures.describe(exc, tables, log)
+    print(f"lakeml {command}: {out.redact(failure.line)}", file=sys.stderr, flush=True)
+    report.fail(failure.message, failure.status, log)
+    return failure.status
 
 
 def entrypoint() -> None:

@@ -79,7 +79,9 @@ def run_features(
         b = bronze.ingest(spark, source, cfg.table("bronze"))
     report.progress("bronze", f"{b.rows} new raw lines from {b.files} new files")
     with report.stage("silver"):
-        s = silver.update(spark, cfg.table("bronze"), cfg.table("silver"), cfg.table("quarantine"))
+        s = silver.update(
+            spark, cfg.table("bronze"), cfg.table("silver"), cfg.table("quarantine"), cfg.source
+        )
     report.progress(
         "silver",
         f"{s.silver_inserted} events kept, {s.quarantined} quarantined "
@@ -88,8 +90,10 @@ def run_features(
     paths = gold.GoldPaths(
         cfg.table("silver"), cfg.table("quarantine"), cfg.table("features"), cfg.table("labels")
     )
+    # Gold finds what silver gained since its own last write in the tables' commits, not in
+    # `s`: so a rerun after a crash between the silver and gold writes still catches up.
     with report.stage("gold"):
-        g = gold.update(spark, cfg.features, paths, s.min_new_event_date, full_refresh)
+        g = gold.update(spark, cfg.features, paths, full_refresh)
     report.progress(
         "gold",
         f"{len(g.snapshots_computed)} snapshots computed, {g.snapshots_total} in all "
@@ -284,6 +288,9 @@ def run_score(
             f"{data.count} rows scored with the {result.scorer} scorer -> {result.scores_path} "
             f"(Delta version {result.scores_version})",
         )
+    # The scores are committed: if the drift check fails, the failure summary still shows
+    # them; a rerun replaces this snapshot and version's scores and drift rows alike.
+    report.add(score=summary.score_summary(result))
     with report.stage("drift"):
         d = drift.check_drift(
             spark,
@@ -295,13 +302,8 @@ def run_score(
             (ref.name, ref.version, ref.tags),
             data.snapshot_col,
         )
-    if d.skipped:
-        report.progress("drift", f"skipped: {d.skipped}")
-    elif d.warnings:
-        for warning in d.warnings:
-            report.progress("drift", f"WARNING {warning}")
-    else:
-        report.progress("drift", f"{d.features_checked} features checked, none drifted")
+    for line in summary.drift_progress(d):
+        report.progress("drift", line)
     out = summary.score_summary(result, d)
     report.add(score=out, drift_warnings=d.warnings)
     lines = summary.score_lines(out, d, cfg.table("drift"))
@@ -364,12 +366,8 @@ def run_pipeline(
     else:
         report.progress("generate", f"skipped: using the input at {source}")
     features = run_features(spark, cfg, report, input_path=input_path)
-    trained: dict[str, Any] = {}
-    scored: dict[str, Any] = {}
-    if until != "features":
-        trained = run_train(spark, cfg, report)
-    if until == "score":
-        scored = run_score(spark, cfg, report)
+    trained = run_train(spark, cfg, report) if until != "features" else {}
+    scored = run_score(spark, cfg, report) if until == "score" else {}
     print_human_summary(cfg, features, trained, scored)
     return report.summary
 

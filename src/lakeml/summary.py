@@ -173,9 +173,10 @@ def drift_summary(d: DriftResult) -> dict[str, Any]:
     }
 
 
-def score_summary(r: ScoreResult, d: DriftResult) -> dict[str, Any]:
-    """What the JSON summary line says about a scoring and its drift check."""
-    return {
+def score_summary(r: ScoreResult, d: DriftResult | None = None) -> dict[str, Any]:
+    """What the JSON summary line says about a scoring and its drift check (no "drift" key
+    before the check has run: a failed check's summary still shows the scores written)."""
+    out = {
         "model_uri": r.model_uri,
         "model_name": r.ref.name,
         "model_version": r.ref.version,
@@ -186,8 +187,18 @@ def score_summary(r: ScoreResult, d: DriftResult) -> dict[str, Any]:
         "rows_scored": r.data.count,
         "threshold": r.threshold,
         "scores_table": {"path": r.scores_path, "version": r.scores_version},
-        "drift": drift_summary(d),
     }
+    return out if d is None else {**out, "drift": drift_summary(d)}
+
+
+def drift_progress(d: DriftResult) -> list[str]:
+    """The drift stage's progress lines: why it was skipped, a warning per drifted feature,
+    or that none drifted."""
+    if d.skipped:
+        return [f"skipped: {d.skipped}"]
+    if d.warnings:
+        return [f"WARNING {warning}" for warning in d.warnings]
+    return [f"{d.features_checked} features checked, none drifted"]
 
 
 def drift_line(d: DriftResult, drift_path: str) -> str:

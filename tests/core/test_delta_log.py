@@ -16,9 +16,9 @@ def test_version_and_rows_match_spark_after_each_kind_of_write(spark, tmp_path):
     path = str(tmp_path / "t")
     df = spark.range(10).selectExpr("id", "id % 3 AS part")
     df.write.format("delta").partitionBy("part").save(path)
-    spark.range(5).selectExpr("id + 100 AS id", "CAST(1 AS BIGINT) AS part").write.format("delta").mode(
-        "append"
-    ).save(path)
+    spark.range(5).selectExpr("id + 100 AS id", "CAST(1 AS BIGINT) AS part").write.format(
+        "delta"
+    ).mode("append").save(path)
     df.where("part = 1").write.format("delta").mode("overwrite").option(
         "replaceWhere", "part = 1"
     ).save(path)
@@ -32,9 +32,7 @@ def test_version_and_rows_match_spark_after_each_kind_of_write(spark, tmp_path):
 
 def test_deletion_vectors_are_left_to_spark(spark, tmp_path):
     path = str(tmp_path / "dv")
-    spark.range(20).write.format("delta").option("delta.enableDeletionVectors", "true").save(
-        path
-    )
+    spark.range(20).write.format("delta").option("delta.enableDeletionVectors", "true").save(path)
     spark.sql(f"DELETE FROM delta.`{path}` WHERE id < 5")
     # The file still holds 20 records; 5 are deleted in a vector the stats do not subtract.
     assert delta_log.facts(path) is None

@@ -18,7 +18,7 @@ from lakeml.core.errors import LakemlError
 from lakeml.features import events as features
 from lakeml.features import gold
 from lakeml.features.gold import GoldPaths, Plan, plan_refresh
-from lakeml.ingest.silver import SILVER_SCHEMA
+from lakeml.ingest.silver import MARKER_KEY, NEW_SINCE, SILVER_SCHEMA
 
 # Silver's own column types, only the columns the feature job reads.
 SILVER = T.StructType([f for f in SILVER_SCHEMA.fields if f.name in features.REQUIRED_COLUMNS])
@@ -44,7 +44,10 @@ def ev(user: str, day: str, page: str = "NextSong", session: int = 1) -> tuple[A
 
 
 def append_silver(spark: SparkSession, path: str, rows: list[tuple[Any, ...]]) -> None:
-    spark.createDataFrame(rows, SILVER).write.format("delta").mode("append").save(path)
+    """Append rows as silver's batch commit does, with the earliest event day it adds."""
+    first = min((row[4] for row in rows), default=None)
+    marker = {MARKER_KEY: {NEW_SINCE: first.isoformat() if first else None}}
+    storage.append(spark.createDataFrame(rows, SILVER), path, metadata=marker)
 
 
 def config(tmp_path: Path) -> FeaturesConfig:
@@ -74,9 +77,7 @@ def test_update_is_idempotent_a_second_call_writes_nothing(
     silver, features, labels = paths(tmp_path)
     append_silver(spark, silver, ten_days())
 
-    first = gold.update(
-        spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), d("2018-10-01")
-    )
+    first = gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
     # D = 10-10; series 10-11, 10-10, 10-09, 10-08 (>= 10-01 + 7 days).
     # Populations: 10-08 a b c, 10-09 a b c (c cancels on S), 10-10 a b, 10-11 a b -> 10 rows.
     # Labelled (S + 1 <= 10-10): 10-08 and 10-09, 3 users each -> 6 rows.
@@ -96,7 +97,7 @@ def test_update_is_idempotent_a_second_call_writes_nothing(
     )
     versions = (storage.version(spark, features), storage.version(spark, labels))
 
-    again = gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), None)
+    again = gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
     assert asdict(again) == {
         "snapshots_computed": [],
         "feature_rows": 0,
@@ -119,16 +120,12 @@ def test_appending_a_day_rewrites_only_new_and_affected_snapshots(
     cfg = config(tmp_path)
     silver, features, labels = paths(tmp_path)
     append_silver(spark, silver, ten_days())
-    gold.update(
-        spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), d("2018-10-01")
-    )
+    gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
     before = storage.version(spark, features), storage.version(spark, labels)
 
     # Day 10-11 arrives: a listens, b cancels.
     append_silver(spark, silver, [ev("a", "2018-10-11", session=11), ev("b", "2018-10-11", CANCEL)])
-    result = gold.update(
-        spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), d("2018-10-11")
-    )
+    result = gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
 
     # D = 10-11. Features change only for S > 10-11: the new 10-12 (a only; b cancelled
     # 10-11). Labels change for S > 10-11 - 2 days = 10-09 among the labelled (S + 1 <=
@@ -165,15 +162,9 @@ def test_full_refresh_recomputes_every_snapshot(spark: SparkSession, tmp_path: P
     cfg = config(tmp_path)
     silver, features, labels = paths(tmp_path)
     append_silver(spark, silver, ten_days())
-    gold.update(
-        spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), d("2018-10-01")
-    )
+    gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
     result = gold.update(
-        spark,
-        cfg,
-        GoldPaths(silver, str(tmp_path / "q"), features, labels),
-        None,
-        full_refresh=True,
+        spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), full_refresh=True
     )
     # same 4 snapshots, 10 feature and 6 label rows as the first build
     assert result.snapshots_computed == ["2018-10-08", "2018-10-09", "2018-10-10", "2018-10-11"]
@@ -186,7 +177,7 @@ def test_silver_without_rows_is_a_clear_error(spark: SparkSession, tmp_path: Pat
     append_silver(spark, silver, [])
     with pytest.raises(LakemlError, match="no valid events in silver.*quarantine"):
         gold.update(
-            spark, config(tmp_path), GoldPaths(silver, str(tmp_path / "q"), features, labels), None
+            spark, config(tmp_path), GoldPaths(silver, str(tmp_path / "q"), features, labels)
         )
 
 
@@ -194,13 +185,58 @@ def test_plan_rebuilds_missing_tables_and_refreshes_what_new_events_can_change()
     series = [d("2018-10-08"), d("2018-10-15"), d("2018-10-22")]
     labelled = series[:2]
     # no tables: everything
-    assert plan_refresh(series, labelled, None, None, None, 7) == Plan(series, labelled)
+    assert plan_refresh(series, labelled, None, None, None, None, 7) == Plan(series, labelled)
     stored_f, stored_l = set(series[:2]), {series[0]}
     # nothing new: only the snapshot not yet stored (features) / not yet labelled (labels)
-    assert plan_refresh(series, labelled, stored_f, stored_l, None, 7) == Plan(
+    assert plan_refresh(series, labelled, stored_f, stored_l, None, None, 7) == Plan(
         [d("2018-10-22")], [d("2018-10-15")]
     )
     # a late event on 10-14 changes features for S > 10-14 and labels for S > 10-07
-    assert plan_refresh(series, labelled, set(series), set(labelled), d("2018-10-14"), 7) == Plan(
+    late = d("2018-10-14")
+    assert plan_refresh(series, labelled, set(series), set(labelled), late, late, 7) == Plan(
         [d("2018-10-15"), d("2018-10-22")], [d("2018-10-08"), d("2018-10-15")]
     )
+    # each table from its own day: labels last written before an event on 10-09 arrived
+    # (S > 10-02), features after it (nothing new for them)
+    assert plan_refresh(series, labelled, set(series), set(labelled), None, d("2018-10-09"), 7) == (
+        Plan([], [d("2018-10-08"), d("2018-10-15")])
+    )
+
+
+def test_a_changed_horizon_stops_until_a_full_refresh_rebuilds_the_labels(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    silver, features, labels = paths(tmp_path)
+    gold_paths = GoldPaths(silver, str(tmp_path / "q"), features, labels)
+    append_silver(spark, silver, ten_days())
+    gold.update(spark, config(tmp_path), gold_paths)
+    assert storage.count(spark, labels) == 6  # 2-day labels of 10-08 and 10-09
+    versions = storage.version(spark, features), storage.version(spark, labels)
+    longer = config(tmp_path).model_copy(update={"label_horizon_days": 200})
+
+    # Only the labels depend on the horizon; nothing is written.
+    with pytest.raises(
+        LakemlError,
+        match=r"labels: features\.label_horizon_days \(2 -> 200\)\).*--full-refresh",
+    ) as raised:
+        gold.update(spark, longer, gold_paths)
+    assert "features.windows" not in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert (storage.version(spark, features), storage.version(spark, labels)) == versions
+
+    result = gold.update(spark, longer, gold_paths, full_refresh=True)
+
+    # D = 10-10: no snapshot has 200 days observed after it, so the rebuilt labels table is
+    # empty, with the labels' columns; the features are the same 10 rows as before.
+    assert (result.label_rows, result.labelled_snapshots) == (0, 0)
+    assert_df_equality(
+        storage.read(spark, labels), spark.createDataFrame([], LABELS), ignore_nullable=True
+    )
+    assert_df_equality(
+        storage.read(spark, features),
+        storage.read(spark, features, version=versions[0]),
+        ignore_row_order=True,
+    )
+    # The new values are recorded: the next run has nothing to do and no complaint.
+    again = gold.update(spark, longer, gold_paths)
+    assert again.snapshots_computed == []

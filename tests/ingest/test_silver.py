@@ -14,8 +14,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeml.core import storage
+from lakeml.core.config import SourceConfig
 from lakeml.core.errors import LakemlError
-from lakeml.ingest import bronze, silver
+from lakeml.ingest import bronze, rules, silver
 
 BRONZE = T.StructType(
     [
@@ -96,6 +97,16 @@ def test_each_line_gets_the_first_rule_it_breaks(spark: SparkSession) -> None:
         (line(length=-1.0), "negative_length"),
         # Registered one millisecond after the event.
         (line(registration=1538352117001), "event_before_registration"),
+        # ts and registration in seconds: 1538352117 ms is 1970-01-18, before 2000-01-01.
+        (line(ts=1538352117, registration=1538173362), "ts_too_early"),
+        (line(ts=1538352117, registration=1538173362, userId=""), "ts_too_early"),
+        # 2000-01-01 00:00 UTC is 10957 days * 86400000 ms after the epoch.
+        (line(ts=946684799999, registration=None), "ts_too_early"),
+        (line(ts=946684800000, registration=None), None),
+        # Ingested 2018-10-02 03:00 UTC = 1538449200000 ms; 60 minutes of skew = 04:00.
+        (line(ts=1538452800000), None),
+        (line(ts=1538452800001), "ts_in_future"),
+        (line(ts=1538452800001, length=-1.0), "ts_in_future"),
         # Non-NextSong events have no length and some users no registration: both fine.
         (line(page="Home", length=..., artist=..., song=...), None),
         (line(registration=None), None),
@@ -103,7 +114,30 @@ def test_each_line_gets_the_first_rule_it_breaks(spark: SparkSession) -> None:
     df = bronze_rows(spark, *[value for value, _ in cases])
     expected = spark.createDataFrame(cases, "value string, rule string")
 
-    actual = silver.assign_rule(silver.parse_events(df)).select("value", "rule")
+    actual = rules.assign_rule(rules.parse_events(df)).select("value", "rule")
+
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_time_rules_follow_the_source_config(spark: SparkSession) -> None:
+    # Ingested 2018-10-02 03:00 UTC (INGESTED); no event before 2018-10-02, no skew.
+    strict = SourceConfig(min_event_date="2018-10-02", clock_skew_minutes=0)
+    cases = [
+        # value, rule with `strict`, rule with the defaults (2000-01-01, 60 minutes)
+        (line(), "ts_too_early", None),  # 2018-10-01 00:01:57
+        (line(ts=1538438399999), "ts_too_early", None),  # 2018-10-01 23:59:59.999
+        (line(ts=1538438400000), None, None),  # 2018-10-02 00:00 = 17806 days * 86400000
+        (line(ts=1538449200000), None, None),  # 03:00, the ingestion time itself
+        (line(ts=1538449200001), "ts_in_future", None),  # 1 ms after it
+    ]
+    df = rules.parse_events(bronze_rows(spark, *[value for value, _, _ in cases]))
+    expected = spark.createDataFrame(cases, "value string, strict string, default string")
+
+    actual = (
+        rules.assign_rule(df, strict)
+        .select("value", F.col("rule").alias("strict"))
+        .join(rules.assign_rule(df).select("value", F.col("rule").alias("default")), "value")
+    )
 
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -150,7 +184,7 @@ def test_valid_line_becomes_the_exact_silver_row(spark: SparkSession) -> None:
         silver.SILVER_SCHEMA,
     )
 
-    parsed = silver.parse_events(bronze_rows(spark, line()))
+    parsed = rules.parse_events(bronze_rows(spark, line()))
     actual = silver.to_silver(parsed)
 
     assert_df_equality(actual, expected, ignore_nullable=True)
@@ -211,7 +245,7 @@ def test_exact_duplicates_share_an_event_id_and_enter_silver_once(spark: SparkSe
     later = line(ts=1538352120000, itemInSession=51)  # 3 s later: another event
     earlier_file = bronze_rows(spark, colin_again, source="a.json")
     df = earlier_file.union(bronze_rows(spark, colin, later, source="b.json"))
-    events = silver.to_silver(silver.parse_events(df))
+    events = silver.to_silver(rules.parse_events(df))
     assert events.select("event_id").distinct().count() == 2  # 3 lines, 2 events
 
     unique = silver.drop_duplicate_events(events)
@@ -228,7 +262,7 @@ def test_exact_duplicates_share_an_event_id_and_enter_silver_once(spark: SparkSe
 
 def test_events_already_in_silver_are_dropped(spark: SparkSession) -> None:
     df = bronze_rows(spark, line(), line(ts=1538352120000, itemInSession=51))
-    events = silver.to_silver(silver.parse_events(df))
+    events = silver.to_silver(rules.parse_events(df))
     already_in_silver = events.where(F.col("item_in_session") == 50)
 
     fresh = silver.drop_duplicate_events(events, already_in_silver)
@@ -294,6 +328,11 @@ class Lake:
     def table(self, name: str) -> DataFrame:
         return storage.read(self.spark, self.paths[name])
 
+    def new_since(self) -> str | None:
+        """The earliest event day silver's newest commit records (for gold)."""
+        marker = storage.commit_metadata(self.spark, self.paths["silver"], silver.MARKER_KEY)
+        return marker[silver.NEW_SINCE]
+
 
 NOTHING_NEW = silver.SilverResult(0, 0, 0, 0, {}, None)
 
@@ -310,6 +349,7 @@ def test_bronze_and_silver_runs_reconcile_and_are_incremental(
     write_lines(lake.raw / "2018-10-02-events.json", "garbage", "<html>", "{{{")
 
     b, s = lake.run()
+    assert lake.new_since() == "2018-10-01"
 
     # 5 + 3 lines; kept: colin, second; duplicate: colin again; the other 5 quarantined.
     assert b == bronze.BronzeResult(rows=8, files=2)
@@ -356,6 +396,9 @@ def test_bronze_and_silver_runs_reconcile_and_are_incremental(
     # `second` was inserted by the first run: a duplicate now. The earliest new day is Oct 2.
     assert b == bronze.BronzeResult(rows=3, files=1)
     assert s == silver.SilverResult(3, 2, 0, 1, {}, date(2018, 10, 2))
+    # The commit records, for gold, the batch's earliest valid day, known before the write:
+    # Oct 1, of `second`. A bound: `second` turned out a duplicate, so Oct 2 was exact.
+    assert lake.new_since() == "2018-10-01"
     # Nothing rejected: quarantine gets no commit.
     assert lake.versions() == {"bronze": 1, "silver": 1, "quarantine": 0}
     expected_kept = spark.createDataFrame(
@@ -386,6 +429,7 @@ def test_a_batch_of_only_duplicates_is_counted_once(spark: SparkSession, tmp_pat
     _, s = lake.run()
 
     assert s == silver.SilverResult(1, 0, 0, 1, {}, None)
+    assert lake.new_since() is None  # the commit adds no event
     # The silver commit holds no row but records the batch as done: the next run does not
     # count the duplicate again.
     assert lake.versions()["silver"] == 1
@@ -463,3 +507,37 @@ def test_tables_written_before_markers_resume_after_their_newest_row(
     assert s == silver.SilverResult(2, 1, 1, 0, {"malformed_json": 1}, date(2018, 10, 2))
     assert lake.table("silver").count() == 2
     assert lake.table("quarantine").count() == 2
+
+
+def test_events_out_of_time_are_quarantined_and_counts_still_reconcile(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    lake = Lake(spark, tmp_path)
+    in_seconds = line(ts=1538352117, registration=1538173362)  # 1970-01-18 as milliseconds
+    in_2100 = line(ts=4102444800000)  # 2100-01-01: after this run's ingestion time + 60 min
+    # 2017-12-01: early, but after 2000-01-01, so kept (no registration to be before)
+    late_2017 = line(ts=1512086400000, registration=None)
+    write_lines(lake.raw / "2018-10-01-events.json", line(), in_seconds, in_2100, line(), late_2017)
+
+    _, s = lake.run()
+
+    assert s == silver.SilverResult(
+        bronze_rows=5,
+        silver_inserted=2,
+        quarantined=2,
+        duplicates_removed=1,
+        quarantine_by_rule={"ts_too_early": 1, "ts_in_future": 1},
+        min_new_event_date=date(2017, 12, 1),
+    )
+    assert s.reconciles
+    expected = spark.createDataFrame(
+        [(in_seconds, "ts_too_early"), (in_2100, "ts_in_future")], "value string, rule string"
+    )
+    assert_df_equality(
+        lake.table("quarantine").select("value", "rule"),
+        expected,
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    kept = sorted(r["event_date"] for r in lake.table("silver").collect())
+    assert kept == [date(2017, 12, 1), date(2018, 10, 1)]

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
+from lakeml.core import failpoints
 from lakeml.core.errors import LakemlError
+from lakeml.core.failures import is_commit_conflict
 
 # Commits searched for a stage's metadata before falling back to the whole history.
 RECENT_COMMITS = 20
+# A write whose commit Delta rejects for a concurrent writer's (two `lakeml score` runs at
+# once) is run again whole, up to this many attempts in all, after a random pause of up to
+# BACKOFF_SECONDS * 2**(attempt - 1): at most 0.5 + 1 + 2 + 4 = 7.5 s of waiting.
+WRITE_ATTEMPTS = 5
+BACKOFF_SECONDS = 0.5
+_pause = time.sleep  # tests replace it to count the retries
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -36,12 +46,6 @@ def version(spark: SparkSession, path: str) -> int | None:
     return int(row["version"]) if row else None
 
 
-def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, Any]:
-    """Operation metrics Delta recorded for the table's latest commit (e.g. numOutputRows)."""
-    row = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
-    return dict(row["operationMetrics"] or {}) if row else {}
-
-
 def count(spark: SparkSession, path: str) -> int:
     return read(spark, path).count() if exists(spark, path) else 0
 
@@ -61,7 +65,25 @@ def _save(
         writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    failpoints.reach(f"write {'/'.join(path.rstrip('/').split('/')[-2:])}", wait=False)
+    # A rejected commit commits nothing, and every write here means the same rows when run
+    # again (replaceWhere, a whole rebuild, an append, an idempotent append), so the retry
+    # neither loses nor duplicates rows. Jitter keeps two losers from colliding again.
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            writer.save(path)
+            return
+        except Exception as exc:
+            if not is_commit_conflict(exc):
+                raise
+            if attempt == WRITE_ATTEMPTS:
+                raise LakemlError(
+                    f"other writers kept committing to the Delta table at {path} while this "
+                    f"run wrote to it ({WRITE_ATTEMPTS} attempts, the last rejected with "
+                    f"{type(exc).__name__}); nothing of this write was committed: rerun the "
+                    "command once the other run is done"
+                ) from None
+            _pause(random.uniform(0, BACKOFF_SECONDS * 2 ** (attempt - 1)))
 
 
 def replace_where(
@@ -120,30 +142,46 @@ def table_id(spark: SparkSession, path: str) -> str | None:
     return str(DeltaTable.forPath(spark, path).detail().select("id").first()["id"])
 
 
-def commits_after(spark: SparkSession, path: str, version: int) -> list[dict[str, Any]] | None:
-    """Each commit after `version`, oldest first, as {"version", "operation", "metadata" (the
-    `userMetadata` JSON object, {} if none)}; None when the retained history no longer
-    reaches back to `version + 1` (Delta cleaned up older log entries), or no table."""
+def commits_after(
+    spark: SparkSession, path: str, version: int, latest: int
+) -> list[dict[str, Any]] | None:
+    """Each commit in `(version, latest]`, oldest first, as {"version", "operation",
+    "metadata" (the `userMetadata` JSON object, {} if none)}; None when the retained history
+    no longer reaches back to `version + 1` (Delta cleaned up older log entries), or no table.
+    Reads only those commits' entries (`latest`: the newest version the caller read)."""
     if not exists(spark, path):
         return None
+    if latest <= version:
+        return []
     rows = (
         DeltaTable.forPath(spark, path)
-        .history()
-        .where(f"version > {int(version)}")
+        .history(latest - version)
         .select("version", "operation", "userMetadata")
         .collect()
     )
-    rows = sorted(rows, key=lambda r: r["version"])
-    if rows and rows[0]["version"] != version + 1:
+    rows = sorted((r for r in rows if version < r["version"] <= latest), key=lambda r: r["version"])
+    if not rows or rows[0]["version"] != version + 1:
         return None
-    return [
-        {
-            "version": int(r["version"]),
-            "operation": r["operation"],
-            "metadata": _json_object(r["userMetadata"]),
-        }
-        for r in rows
-    ]
+    return [_commit(r) for r in rows]
+
+
+def recent_commits(
+    spark: SparkSession, path: str, limit: int = RECENT_COMMITS
+) -> list[dict[str, Any]]:
+    """The table's newest `limit` commits, newest first, as in `commits_after` ([]: no table)."""
+    if not exists(spark, path):
+        return []
+    history = DeltaTable.forPath(spark, path).history(limit)
+    rows = history.select("version", "operation", "userMetadata").collect()
+    return [_commit(r) for r in sorted(rows, key=lambda r: -r["version"])]
+
+
+def _commit(row: Any) -> dict[str, Any]:
+    return {
+        "version": int(row["version"]),
+        "operation": row["operation"],
+        "metadata": _json_object(row["userMetadata"]),
+    }
 
 
 def commit_metadata(spark: SparkSession, path: str, key: str) -> Any | None:

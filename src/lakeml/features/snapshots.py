@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeml.core.config import SnapshotConfig
+from lakeml.core.errors import LakemlError
 
 CANCELLATION = "Cancellation Confirmation"
 
@@ -29,33 +30,50 @@ def event_day_range(silver: DataFrame) -> tuple[date, date] | None:
 
 
 def snapshot_series(
-    first_day: date, last_day: date, every_days: int, min_history_days: int
+    first_day: date, last_day: date, every_days: int, min_history_days: int, origin: date
 ) -> list[date]:
-    """`last_day + 1`, then every `every_days` back while `min_history_days` of data exist.
+    """Every S with `(S - origin) % every_days == 0`, from `min_history_days` after the first
+    day (and after the first day: nobody is in an earlier population) to `last_day + 1`,
+    oldest first.
 
-    Returned oldest first. The newest snapshot sees all data (its features are for scoring).
-    `every_days >= 1` and `min_history_days >= 0` are checked when the config loads.
+    The grid is fixed by `origin`, not by the data, so a day of new data adds a snapshot only
+    when it completes one on the grid: daily runs and one run over the same days give the
+    same series. `every_days >= 1` and `min_history_days >= 0` are checked when the config
+    loads.
     """
-    earliest = first_day + timedelta(days=min_history_days)
-    dates = []
-    s = last_day + timedelta(days=1)
-    while s >= earliest:
-        dates.append(s)
-        s -= timedelta(days=every_days)
-    return sorted(dates)
+    earliest = first_day + timedelta(days=max(min_history_days, 1))
+    first = earliest + timedelta(days=(origin - earliest).days % every_days)
+    end = last_day + timedelta(days=1)
+    count = 0 if first > end else (end - first).days // every_days + 1
+    return [first + timedelta(days=i * every_days) for i in range(count)]
 
 
 def snapshot_dates(cfg: SnapshotConfig, first_day: date, last_day: date) -> list[date]:
-    """The explicit `dates` from config if any, else the default series over the data.
+    """The explicit `dates` from config if any, else the series over the data; at most
+    `max_snapshots` of them, else a LakemlError (a day in 1970 or a daily series over years
+    would otherwise make thousands of snapshots).
 
     Dates on or before the first day of data are dropped: nobody is in their population.
     """
-    if not cfg.dates:
-        series = snapshot_series(first_day, last_day, cfg.every_days, cfg.min_history_days)
-        return [s for s in series if s > first_day]
-    # The config checked that every entry is a YYYY-MM-DD date when it loaded.
-    parsed = {date.fromisoformat(text) for text in cfg.dates}
-    return sorted(s for s in parsed if s > first_day)
+    if cfg.dates:
+        # The config checked that every entry is a YYYY-MM-DD date when it loaded.
+        dates = sorted(s for s in {date.fromisoformat(text) for text in cfg.dates} if s > first_day)
+        asked = f"features.snapshots.dates lists {len(dates)} dates after the first day of data"
+        fix = "list fewer dates"
+    else:
+        origin = date.fromisoformat(cfg.origin)
+        dates = snapshot_series(first_day, last_day, cfg.every_days, cfg.min_history_days, origin)
+        asked = (
+            f"a snapshot every {cfg.every_days} days from {first_day} to {last_day} (the event "
+            f"days in silver) gives {len(dates)} snapshots"
+        )
+        fix = "raise features.snapshots.every_days"
+    if len(dates) > cfg.max_snapshots:
+        raise LakemlError(
+            f"{asked}, more than features.snapshots.max_snapshots ({cfg.max_snapshots}); "
+            f"{fix}, or raise max_snapshots if you mean it"
+        )
+    return dates
 
 
 def labelled_dates(snapshots: list[date], horizon_days: int, last_day: date) -> list[date]:

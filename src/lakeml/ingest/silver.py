@@ -2,15 +2,15 @@
 
 Each bronze row ends in exactly one place: silver (a new valid event), quarantine (a line
 that broke a rule, with the first rule it broke) or the duplicate count (a valid event
-already in silver). The pure transforms below do the judging; `update` runs the bronze rows
-not yet processed through them in one batch and writes the results exactly once.
+already in silver). `ingest.rules` judges each line and the pure transforms below shape the
+results; `update` runs the bronze rows not yet processed through them in one batch and writes
+the results exactly once.
 """
 
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from functools import reduce
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession, Window
@@ -18,37 +18,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeml.core import storage
+from lakeml.core.config import SourceConfig
 from lakeml.core.errors import LakemlError
-
-# The eventsim fields in a fixed order: the order of the struct the event_id is hashed from.
-EVENT_FIELDS: dict[str, T.DataType] = {
-    "artist": T.StringType(),
-    "auth": T.StringType(),
-    "firstName": T.StringType(),
-    "gender": T.StringType(),
-    "itemInSession": T.LongType(),
-    "lastName": T.StringType(),
-    "length": T.DoubleType(),
-    "level": T.StringType(),
-    "location": T.StringType(),
-    "method": T.StringType(),
-    "page": T.StringType(),
-    "registration": T.DoubleType(),
-    "sessionId": T.LongType(),
-    "song": T.StringType(),
-    "status": T.IntegerType(),
-    "ts": T.LongType(),
-    "userAgent": T.StringType(),
-    "userId": T.StringType(),
-}
-REQUIRED_FIELDS = ("ts", "userId", "sessionId", "itemInSession", "page", "auth", "level")
-# Non-string fields, in the order their type is checked (required ones first).
-TYPED_FIELDS = ("ts", "sessionId", "itemInSession", "length", "registration", "status")
-# Epoch milliseconds a timestamp can hold: 0001-01-01 to 9999-12-31T23:59:59.999 UTC.
-# Outside this range timestamp_millis would overflow, so such a value is a wrong type.
-EPOCH_MS_FIELDS = ("ts", "registration")
-MIN_EPOCH_MS, MAX_EPOCH_MS = -62_135_596_800_000, 253_402_300_799_999
-MS_PER_DAY = 86_400_000
+from lakeml.ingest.rules import MS_PER_DAY, assign_rule, parse_events
 
 SILVER_SCHEMA = T.StructType(
     [
@@ -88,76 +60,6 @@ QUARANTINE_SCHEMA = T.StructType(
     ]
 )
 PARTITION_COLUMNS = ["event_date"]
-
-
-# Every field read as text: a JSON number keeps its digits, so types are checked afterwards.
-CORRUPT_COLUMN = "_corrupt_record"
-RAW_SCHEMA = T.StructType(
-    [T.StructField(name, T.StringType()) for name in EVENT_FIELDS]
-    + [T.StructField(CORRUPT_COLUMN, T.StringType())]
-)
-JSON_OPTIONS = {
-    "mode": "PERMISSIVE",
-    "columnNameOfCorruptRecord": CORRUPT_COLUMN,
-    # Strict JSON: Spark would otherwise accept 'single quotes' and NaN.
-    "allowSingleQuotes": "false",
-    "allowNonNumericNumbers": "false",
-}
-
-
-def parse_events(bronze_rows: DataFrame) -> DataFrame:
-    """Bronze rows -> `json_ok`, `raw` (each field's text) and `event` (each field typed).
-
-    `from_json` with a corrupt-record column flags anything that is not one JSON object:
-    truncated lines, arrays, scalars, blank lines (strict options: no single quotes, no
-    NaN). It was chosen over `try_parse_json` + variant casts, which flag the same lines
-    (and also reject duplicate keys, where from_json keeps the last), because it parses
-    this data about 30% faster. Each field is read as text and typed with `try_cast`, so
-    a value of the wrong type shows as raw-present-but-typed-null instead of silently
-    becoming null. `raw` and `event` mean nothing when `json_ok` is false.
-    """
-    fields = F.from_json("value", RAW_SCHEMA, JSON_OPTIONS)
-    parsed = bronze_rows.select("value", "source_file", "ingested_at", fields.alias("fields"))
-    raw = {name: F.col("fields")[name] for name in EVENT_FIELDS}
-    typed = {name: _typed(raw[name], name, dtype) for name, dtype in EVENT_FIELDS.items()}
-    json_ok = F.col("fields").isNotNull() & F.col("fields")[CORRUPT_COLUMN].isNull()
-    return parsed.select(
-        "value",
-        "source_file",
-        "ingested_at",
-        json_ok.alias("json_ok"),
-        F.struct(*[raw[name].alias(name) for name in EVENT_FIELDS]).alias("raw"),
-        F.struct(*[typed[name].alias(name) for name in EVENT_FIELDS]).alias("event"),
-    )
-
-
-def _typed(text: Column, name: str, dtype: T.DataType) -> Column:
-    if isinstance(dtype, T.StringType):
-        return text
-    value = text.try_cast(dtype)
-    if name in EPOCH_MS_FIELDS:
-        return F.when(value.between(MIN_EPOCH_MS, MAX_EPOCH_MS), value)
-    return value
-
-
-def assign_rule(parsed: DataFrame) -> DataFrame:
-    """Add `rule`: the first rule a row breaks, in the documented order; null when valid."""
-    raw, event = F.col("raw"), F.col("event")
-    checks: list[tuple[Column, str]] = [(~F.col("json_ok"), "malformed_json")]
-    checks += [(raw[name].isNull(), f"missing_field:{name}") for name in REQUIRED_FIELDS]
-    checks += [
-        (raw[name].isNotNull() & event[name].isNull(), f"wrong_type:{name}")
-        for name in TYPED_FIELDS
-    ]
-    before_registration = event["registration"].isNotNull() & (event["ts"] < event["registration"])
-    checks += [
-        (F.trim(event["userId"]) == "", "missing_user_id"),
-        (event["length"] < 0, "negative_length"),
-        (before_registration, "event_before_registration"),
-    ]
-    first, *rest = checks
-    rule = reduce(lambda acc, check: acc.when(*check), rest, F.when(*first))
-    return parsed.select("*", rule.alias("rule"))
 
 
 def state_from_location(location: Column) -> Column:
@@ -245,10 +147,11 @@ def drop_duplicate_events(events: DataFrame, existing_ids: DataFrame | None = No
     return unique.select(*SILVER_SCHEMA.fieldNames())
 
 
-def classify(bronze_rows: DataFrame) -> DataFrame:
+def classify(bronze_rows: DataFrame, source: SourceConfig | None = None) -> DataFrame:
     """Bronze rows -> `rule`, `value` (kept only when rejected) and the silver columns:
-    everything a batch needs after judging each line, in flat columns."""
-    judged = assign_rule(parse_events(bronze_rows))
+    everything a batch needs after judging each line (by `source`'s time rules), in flat
+    columns."""
+    judged = assign_rule(parse_events(bronze_rows), source)
     is_rejected = F.col("rule").isNotNull()
     return judged.select(
         "rule", F.when(is_rejected, F.col("value")).alias("value"), *_silver_columns()
@@ -256,9 +159,12 @@ def classify(bronze_rows: DataFrame) -> DataFrame:
 
 
 # userMetadata key of silver and quarantine commits: {"bronze_until_us": the latest bronze
-# ingested_at taken in (epoch µs), "bronze_version": the bronze version read for it}.
+# ingested_at taken in (epoch µs), "bronze_version": the bronze version read for it}; in
+# silver's, also NEW_SINCE: the earliest event_date the commit can add (ISO; null: none),
+# from which gold derives the snapshots to recompute (features.lineage).
 MARKER_KEY = "lakeml_silver"
-Marker = dict[str, dict[str, int]]
+NEW_SINCE = "min_event_date"
+Marker = dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -276,7 +182,7 @@ class SilverResult:
         return self.bronze_rows == self.silver_inserted + self.quarantined + self.duplicates_removed
 
 
-def _marker(spark: SparkSession, path: str) -> dict[str, int]:
+def _marker(spark: SparkSession, path: str) -> dict[str, Any]:
     """The table's newest marker ({} if no table); for a table written before markers, the
     newest `ingested_at` of its rows, the best bound known."""
     if not storage.exists(spark, path):
@@ -329,7 +235,11 @@ def _write_silver(
     spark: SparkSession, batch: DataFrame, path: str, valid: Row | None, marker: Marker
 ) -> dict[str, Any]:
     """Append the batch's events minus the event_ids already in silver (an anti join on the
-    batch's dates); return the rows inserted and their earliest date, exactly."""
+    batch's dates); return the rows inserted and their earliest date, exactly.
+
+    The commit records the batch's earliest valid date: a bound known before the write (the
+    rows inserted are those minus duplicates), so gold may recompute a little more than it
+    must after a batch of partly old duplicates, never less."""
     existing = None
     if valid is not None and storage.exists(spark, path):
         # An event_id fixes its event_date, so only the batch's dates can hold it.
@@ -342,26 +252,38 @@ def _write_silver(
     observed = fresh.observe(
         inserted, F.count(F.lit(1)).alias("rows"), F.min("event_date").alias("first_day")
     )
-    storage.append(observed, path, PARTITION_COLUMNS, metadata=marker)
+    since = valid["first_day"].isoformat() if valid is not None else None
+    storage.append(observed, path, PARTITION_COLUMNS, _with_new_since(marker, since))
     if inserted.get["rows"] == 0:
         # Delta drops an append without rows, but the batch must still be marked done (or
         # its duplicates count again): a commit carrying a transaction id is recorded.
         until = marker[MARKER_KEY]["bronze_until_us"]
         nothing = spark.createDataFrame([], SILVER_SCHEMA)
-        storage.append_once(nothing, path, "lakeml-silver", until, PARTITION_COLUMNS, marker)
+        done = _with_new_since(marker, None)
+        storage.append_once(nothing, path, "lakeml-silver", until, PARTITION_COLUMNS, done)
     return inserted.get
 
 
+def _with_new_since(marker: Marker, day: str | None) -> Marker:
+    return {MARKER_KEY: {**marker[MARKER_KEY], NEW_SINCE: day}}
+
+
 def update(
-    spark: SparkSession, bronze_path: str, silver_path: str, quarantine_path: str
+    spark: SparkSession,
+    bronze_path: str,
+    silver_path: str,
+    quarantine_path: str,
+    source: SourceConfig | None = None,
 ) -> SilverResult:
     """Move bronze rows not yet processed into silver or quarantine, exactly once.
 
     The batch: bronze rows ingested after the time silver's last commit recorded, judged
-    once, cached, counted by one aggregation. Quarantine is appended, then silver; each
-    commit records the batch's latest `ingested_at`, so silver's commit marks the batch done
-    atomically, and a rerun after a crash between the two skips the rejected rows already
-    quarantined. Nothing new: no commit. Assumes one writer at a time, as the pipeline runs.
+    once (the time rules by `source`, default: the config defaults), cached, counted by one
+    aggregation. Quarantine is appended, then silver; each commit records the batch's latest
+    `ingested_at`, so silver's commit marks the batch done atomically, and a rerun after a
+    crash between the two skips the rejected rows already quarantined. Silver's commit also
+    records the earliest event day it adds, for gold. Nothing new: no commit. Assumes one
+    writer at a time, as the pipeline runs.
     """
     if not storage.exists(spark, bronze_path):
         raise LakemlError(f"no bronze table at {bronze_path!r}; run the bronze ingest first")
@@ -372,7 +294,7 @@ def update(
     bronze = storage.read(spark, bronze_path)
     if silver_until is not None:
         bronze = bronze.where(F.col("ingested_at") > F.timestamp_micros(F.lit(silver_until)))
-    classified = classify(bronze).persist()
+    classified = classify(bronze, source).persist()
     try:
         per_rule = _count_by_rule(classified)
         if not per_rule:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeml.core import storage
-from lakeml.core.errors import LakemlError, first_line
+from lakeml.core import failures, storage
+from lakeml.core.errors import LakemlError
 from lakeml.scoring.model_ref import SIGNATURE_TYPES, Feature
 
 SNAPSHOT = "snapshot_date"
@@ -66,9 +67,13 @@ def read_input(spark: SparkSession, path: str) -> DataFrame:
         return storage.read(spark, path)
     try:
         return spark.read.parquet(path)
-    except AnalysisException as exc:
+    except (AnalysisException, Py4JJavaError) as exc:
+        # Nothing there to read, or files that are not Parquet (reading their footers fails);
+        # any other failure (no permission, ...) is for `lakeml.core.failures` to describe.
+        if not isinstance(exc, AnalysisException) and not failures.is_not_parquet(exc):
+            raise
         raise LakemlError(
-            f"no Delta or Parquet table at {path!r} ({first_line(exc)}); point --input at one"
+            f"no Delta or Parquet table at {path!r} ({failures.reason(exc)}); point --input at one"
         ) from None
 
 

@@ -29,7 +29,9 @@ def check_tables(t: TrainConfig, f_path: str, l_path: str) -> None:
     classes = label_classes(t, l_path)
     if classes is None or t.split.method != "out_of_time":
         return
-    split = trainset.split_snapshots(list(classes), t.split.test_snapshots, t.split.validation_snapshots)
+    split = trainset.split_snapshots(
+        list(classes), t.split.test_snapshots, t.split.validation_snapshots
+    )
     # Training splits the snapshots that have features rows too; when the features table
     # lacks one of these, its windows differ from these and only Spark can tell.
     features = delta_log.facts(f_path)

@@ -1,0 +1,77 @@
+"""Kill a real `lakeml` process at a marker, and compare Delta tables with a clean run's.
+
+The kill is SIGKILL to the run's own process group (Python and its driver JVM: no clean-up
+runs), sent when a line of its output shows the marker: a stage's progress line
+(`[lakeml] silver: done in ...`) or a failpoint (`[lakeml] failpoint: <name>`, armed with
+LAKEML_FAILPOINTS, see lakeml.core.failpoints). Tables are read with delta-rs, a reader
+independent of the Spark code under test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from deltalake import DeltaTable
+
+ROOT = Path(__file__).resolve().parents[2]
+# Columns that say when or where a row was written, not what it holds.
+VOLATILE = {"ingested_at", "quarantined_at", "scored_at", "checked_at"}
+
+
+def killed_run(args: list[str], marker: str, failpoints: str = "", timeout: int = 600) -> str:
+    """Run `lakeml *args`, SIGKILL it at the first output line containing `marker`, and
+    return its output up to there. Fails if the run ends before the marker shows."""
+    env = {**os.environ, "LAKEML_FAILPOINTS": failpoints}
+    env.pop("PYSPARK_GATEWAY_PORT", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lakeml.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: the JVM dies with it
+    )
+    seen = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if marker in line:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    output = "".join(seen)
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before {marker!r}:\n{output}"
+    return output
+
+
+def table_rows(path: str | Path) -> pd.DataFrame:
+    """A Delta table's rows in a canonical order, without write-time columns and with
+    source files named by their file name (the roots of two runs differ)."""
+    df = DeltaTable(str(path)).to_pandas()
+    df = df.drop(columns=[c for c in df.columns if c in VOLATILE])
+    if "source_file" in df.columns:
+        df["source_file"] = df["source_file"].map(lambda p: os.path.basename(str(p)))
+    df = df[sorted(df.columns)]
+    return df.sort_values(list(df.columns)).reset_index(drop=True)
+
+
+def assert_same_tables(actual_root: Path, expected_root: Path, tables: list[str]) -> None:
+    """Every table under `actual_root` holds exactly the rows of the one under
+    `expected_root` (same columns, same rows, same multiplicities)."""
+    for table in tables:
+        actual, expected = table_rows(actual_root / table), table_rows(expected_root / table)
+        assert len(actual) == len(expected), (
+            f"{table}: {len(actual)} rows, {len(expected)} expected"
+        )
+        pd.testing.assert_frame_equal(actual, expected, check_dtype=False, obj=table)
