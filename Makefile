@@ -39,7 +39,7 @@ test: $(STAMP) ## the test suite: unit and end-to-end tests, in-process on one S
 	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m "not crash" --durations=30
 
 fault-test: $(STAMP) ## real lakeml processes killed at each point and rerun (CI runs it after make test)
-	$(VENV)/bin/pytest -q tests/faults -m crash --durations=10
+	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m crash --durations=10
 
 package: $(STAMP) dist/lakeml.zip ## build dist/lakeml-<version>-py3-none-any.whl and dist/lakeml.zip (--py-files)
 	rm -f dist/lakeml-*.whl

@@ -102,11 +102,13 @@ def run_features(
     this_run = {
         "bronze_rows": b.rows,
         "bronze_files": b.files,
+        # Bronze rows silver read: this run's, plus any an interrupted run left behind.
+        "silver_input_rows": s.bronze_rows,
         "silver_inserted": s.silver_inserted,
         "quarantined": s.quarantined,
         "duplicates_removed": s.duplicates_removed,
         "quarantine_by_rule": s.quarantine_by_rule,
-        # Every bronze row this run is accounted for: kept, quarantined or a duplicate.
+        # silver_input_rows = silver_inserted + quarantined + duplicates_removed
         "reconciles": s.reconciles,
         "snapshots_computed": g.snapshots_computed,
     }

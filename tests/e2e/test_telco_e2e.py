@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
+from lakeml.cli import main
 from lakeml.core import storage
 from lakeml.core.config import load_config
-from lakeml.core.report import Report
-from lakeml.pipeline import run_pipeline
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "telco.yaml"
 HEADER = [
@@ -78,17 +78,31 @@ def telco_csv(path: Path) -> None:
 
 
 def test_a_customer_table_trains_registers_and_scores_by_configuration(
-    spark: SparkSession, tmp_path: Path
+    spark: SparkSession, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     source = tmp_path / "telco.csv"
     telco_csv(source)
-    cfg = load_config(CONF, [f"storage.root={tmp_path / 'root'}", f"source.path={source}"])
-    summary = run_pipeline(
-        spark,
-        cfg,
-        Report("test", stream=open("/dev/null", "w")),  # noqa: SIM115
-        until="score",
-    )
+    # A secret from the environment, as a user puts an object store key in the config: it
+    # must not reach any output or any file under the storage root (MLflow's included).
+    secret = "s3cr3t-" + "".join(random.Random().choices("abcdefghijk", k=24))
+    monkeypatch.setenv("LAKEML_TEST_SECRET", secret)
+    conf = tmp_path / "telco.yaml"
+    ui = '    spark.ui.enabled: "false"'
+    text = CONF.read_text()
+    assert ui in text
+    key = '\n    spark.hadoop.fs.s3a.secret.key: "${LAKEML_TEST_SECRET}"'
+    conf.write_text(text.replace(ui, ui + key))
+    root = tmp_path / "root"
+    sets = ["--set", f"storage.root={root}", "--set", f"source.path={source}"]
+    assert main(["pipeline", "--conf", str(conf), *sets]) == 0
+    out = capsys.readouterr()
+    summary = json.loads(out.out.strip().splitlines()[-1])
+    cfg = load_config(conf, [f"storage.root={root}", f"source.path={source}"])
+    assert cfg.spark.conf["spark.hadoop.fs.s3a.secret.key"] == secret  # the run had it
+    assert secret not in out.out + out.err
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == "config.yaml" for p in files)  # the logged config is searched too
+    assert [p for p in files if secret.encode() in p.read_bytes()] == []
 
     train = summary["train"]
     rows = train["rows"]

@@ -175,6 +175,8 @@ def test_one_day_per_run_builds_the_same_tables_as_one_run_on_all_days(
     assert_same_gold(lake, clean)
 
 
+# The same crash with a real killed process is in make fault-test (tests/faults).
+@pytest.mark.crash
 def test_a_crash_after_silver_committed_is_healed_by_the_next_gold_run(
     spark: SparkSession, clean: Lake, tmp_path: Path
 ) -> None:
@@ -192,6 +194,8 @@ def test_a_crash_after_silver_committed_is_healed_by_the_next_gold_run(
     assert_same_gold(lake, clean)
 
 
+# The same crash with a real killed process is in make fault-test (tests/faults).
+@pytest.mark.crash
 def test_a_crash_between_the_features_and_labels_writes_is_healed(
     spark: SparkSession, clean: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
