@@ -75,3 +75,18 @@ def assert_same_tables(actual_root: Path, expected_root: Path, tables: list[str]
             f"{table}: {len(actual)} rows, {len(expected)} expected"
         )
         pd.testing.assert_frame_equal(actual, expected, check_dtype=False, obj=table)
+
+
+def crash_on_write(monkeypatch, writer: str, path: str) -> None:
+    """Make `lakeml.core.storage.<writer>` die, as the driver would, when it writes to
+    `path` (other tables are written as usual); `monkeypatch.undo()` ends the crash."""
+    from lakeml.core import storage
+
+    real = getattr(storage, writer)
+
+    def crashing(df, to: str, *args, **kwargs):
+        if to == path:
+            raise RuntimeError("the driver died")
+        return real(df, to, *args, **kwargs)
+
+    monkeypatch.setattr(storage, writer, crashing)

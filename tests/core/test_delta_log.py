@@ -4,6 +4,7 @@ what the log cannot answer exactly is left to Spark."""
 from __future__ import annotations
 
 from lakeml.core import delta_log
+from lakeml.core.paths import local_path
 from lakeml.pipeline import table_summary
 
 
@@ -42,4 +43,4 @@ def test_deletion_vectors_are_left_to_spark(spark, tmp_path):
 def test_no_table_and_remote_stores_give_none(tmp_path):
     assert delta_log.facts(str(tmp_path / "absent")) is None
     assert delta_log.facts("s3a://bucket/silver/events") is None
-    assert delta_log.local_table_dir("hdfs://nn:8020/x") is None
+    assert local_path("hdfs://nn:8020/x") is None

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from chispa import assert_df_equality
+from fault_harness import crash_on_write
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
@@ -203,14 +203,7 @@ def test_a_crash_between_the_features_and_labels_writes_is_healed(
     lake.add(*[f"{day}-events.json" for day in DAYS])
     lake.run()
     lake.add(*LATE)
-    replace_where = storage.replace_where
-
-    def crash_on_labels(df: DataFrame, path: str, *args: Any, **kwargs: Any) -> None:
-        if path == lake.paths["labels"]:
-            raise RuntimeError("the driver died")
-        replace_where(df, path, *args, **kwargs)
-
-    monkeypatch.setattr(storage, "replace_where", crash_on_labels)
+    crash_on_write(monkeypatch, "replace_where", lake.paths["labels"])
     with pytest.raises(RuntimeError, match="the driver died"):
         lake.run()
     monkeypatch.undo()

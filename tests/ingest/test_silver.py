@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from chispa import assert_column_equality, assert_df_equality
 from delta.tables import DeltaTable
+from fault_harness import crash_on_write
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -443,14 +444,7 @@ def test_a_crash_between_the_quarantine_and_silver_writes_loses_and_repeats_noth
     lake = Lake(spark, tmp_path)
     write_lines(lake.raw / "2018-10-01-events.json", line(), "garbage")
     bronze.ingest(spark, str(lake.raw), lake.paths["bronze"])
-    append = storage.append
-
-    def crash_on_silver(df: DataFrame, path: str, *args: Any, **kwargs: Any) -> None:
-        if path == lake.paths["silver"]:
-            raise RuntimeError("the driver died")
-        append(df, path, *args, **kwargs)
-
-    monkeypatch.setattr(storage, "append", crash_on_silver)
+    crash_on_write(monkeypatch, "append", lake.paths["silver"])
     with pytest.raises(RuntimeError, match="the driver died"):
         lake.update()
     monkeypatch.undo()

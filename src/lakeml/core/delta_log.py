@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
-from urllib.request import url2pathname
+
+from lakeml.core.paths import local_path
 
 
 @dataclass(frozen=True)
@@ -23,20 +23,10 @@ class TableFacts:
     files: list[dict[str, Any]]  # one per data file: num_records, min.<col>, partition.<col>...
 
 
-def local_table_dir(path: str) -> str | None:
-    """The local folder of a table path (plain or file: URI); None for any other store."""
-    uri = urlparse(path)
-    if uri.scheme == "file":
-        return url2pathname(uri.path)
-    if uri.scheme and len(uri.scheme) > 1:  # a one-letter scheme is a Windows drive
-        return None
-    return os.path.abspath(path)
-
-
 def facts(path: str) -> TableFacts | None:
     """Version, rows and file statistics of the Delta table at `path`, or None when the log
     cannot answer exactly (see the module doc), including when there is no table."""
-    folder = local_table_dir(path)
+    folder = local_path(path)
     if folder is None or not os.path.isdir(os.path.join(folder, "_delta_log")):
         return None
     try:

@@ -24,8 +24,8 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from lakeml.core.delta_log import local_table_dir
 from lakeml.core.errors import LakemlError
+from lakeml.core.paths import local_path
 
 USER, INTERNAL, INTERRUPTED = 2, 1, 130
 
@@ -126,18 +126,16 @@ def reason(exc: BaseException, limit: int = 200) -> str:
     return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
-def local_path(path: str) -> str:
-    """`file:/x`, `file:///x` -> `/x`; other paths and URIs unchanged."""
-    if path.startswith("file:"):
-        return "/" + path.removeprefix("file:").lstrip("/")
-    return path
+def shown_path(path: str) -> str:
+    """A local path without its `file:` scheme; a remote URI as it is."""
+    return local_path(path) or path
 
 
 def table_of(path: str, tables: Mapping[str, str]) -> tuple[str | None, str]:
     """(key in `tables` or None, table folder) for a file under a table: the configured
     table holding it, else the folder above `_delta_log` or above partition folders."""
-    file = local_path(path).rstrip("/")
-    known = sorted(((local_path(p).rstrip("/"), n) for n, p in tables.items()), reverse=True)
+    file = shown_path(path).rstrip("/")
+    known = sorted(((shown_path(p).rstrip("/"), n) for n, p in tables.items()), reverse=True)
     for folder, name in known:
         if file == folder or file.startswith(folder + "/"):
             return name, folder
@@ -169,11 +167,11 @@ def user_failure(exc: BaseException, tables: Mapping[str, str]) -> str | None:
     found = _PERMISSION.search(text)
     if found:
         path = found["path"] or found["nio"] or found["inode"]
-        return f"permission denied on {local_path(path)}; {_PERMISSION_FIX}"
+        return f"permission denied on {shown_path(path)}; {_PERMISSION_FIX}"
     found = re.search(r"DELTA_CANNOT_CREATE_LOG_PATH\] Cannot create (?P<path>\S+)", text)
     if found:
         return (
-            f"cannot create {local_path(found['path'])} (no permission, or a read-only file "
+            f"cannot create {shown_path(found['path'])} (no permission, or a read-only file "
             f"system); {_PERMISSION_FIX}"
         )
     if is_commit_conflict(exc):
@@ -201,7 +199,7 @@ def _file_failure(text: str, tables: Mapping[str, str]) -> str | None:
     read_file = _READ_FILE.search(text) or _NOT_FOUND.search(text)
     damage = _log_damage(text, read_file is not None and "/_delta_log/" in read_file["path"])
     if log_file and damage:
-        path = local_path(log_file["path"].rstrip("."))
+        path = shown_path(log_file["path"].rstrip("."))
         name, folder = table_of(path, tables)
         return (
             f"the Delta log of {_named(name, folder)} is damaged ({os.path.basename(path)} "
@@ -209,14 +207,14 @@ def _file_failure(text: str, tables: Mapping[str, str]) -> str | None:
         )
     not_parquet = _NOT_PARQUET.search(text)
     if not_parquet:
-        path = local_path(not_parquet["path"])
+        path = shown_path(not_parquet["path"])
         return (
             f"{os.path.dirname(path)} is neither a Delta nor a Parquet table "
             f"({os.path.basename(path)} is not a Parquet file); point the command at one"
         )
     lost = "FILE_NOT_EXIST" in text or "DELTA_FILE_NOT_FOUND" in text
     if read_file and lost:
-        path = local_path(read_file["path"])
+        path = shown_path(read_file["path"])
         name, folder = table_of(path, tables)
         return (
             f"a data file of {_named(name, folder)} is missing ({os.path.basename(path)}); "
@@ -238,7 +236,7 @@ def _log_damage(text: str, log_file_failed: bool) -> str | None:
 
 def log_folder(root: str | None) -> str:
     """Where failure logs go: `<storage.root>/logs` for a local root, else the temp folder."""
-    local = local_table_dir(root) if root else None
+    local = local_path(root) if root else None
     return os.path.join(local, "logs") if local else tempfile.gettempdir()
 
 

@@ -11,8 +11,6 @@ import socket
 import sys
 from importlib import metadata
 from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
@@ -21,6 +19,7 @@ from lakeml.core import class_cache
 from lakeml.core.config import SparkConfig
 from lakeml.core.errors import LakemlError
 from lakeml.core.logs import driver_java_options, quiet_python_loggers
+from lakeml.core.paths import local_path
 
 # Fail fast on a Spark standalone master that is not there. Spark's standalone client
 # retries registering with the master three times, 20 s apart (fixed in
@@ -131,16 +130,6 @@ def cached_jars(coordinate: str, cache_dir: Path) -> list[str] | None:
     except OSError:
         return None
     return jars if jars and all(os.path.isfile(jar) for jar in jars) else None
-
-
-def local_path(jar: str) -> str | None:
-    """The local file behind a spark.jars entry (a path or a file: URI); None for a remote one."""
-    uri = urlparse(jar)
-    if uri.scheme == "file":
-        return url2pathname(uri.path)
-    if uri.scheme and len(uri.scheme) > 1:  # a one-letter scheme is a Windows drive
-        return None
-    return os.path.abspath(jar)
 
 
 def remember_jars(coordinate: str, spark_jars: str, user_jars: str, cache_dir: Path) -> None:

@@ -14,18 +14,16 @@ from datetime import date
 
 from lakeml.core import delta_log
 from lakeml.core.config import TrainConfig
-from lakeml.core.errors import LakemlError
+from lakeml.core.paths import local_path
 from lakeml.training import trainset
 
 
 def check_tables(t: TrainConfig, f_path: str, l_path: str) -> None:
     """Raise what training would raise about the gold tables, when their logs tell."""
     for path, what in ((f_path, "features"), (l_path, "labels")):
-        folder = delta_log.local_table_dir(path)
+        folder = local_path(path)
         if folder is not None and not os.path.isdir(os.path.join(folder, "_delta_log")):
-            raise LakemlError(
-                f"no {what} table at {path}; run `lakeml features` first (or check storage.root)"
-            )
+            raise trainset.missing_table_error(what, path)
     classes = label_classes(t, l_path)
     if classes is None or t.split.method != "out_of_time":
         return

@@ -273,6 +273,13 @@ def check_stats(stats: list[dict], train: TrainConfig) -> None:
             )
 
 
+def missing_table_error(what: str, path: str) -> LakemlError:
+    """The error for a gold table that is not there."""
+    return LakemlError(
+        f"no {what} table at {path}; run `lakeml features` first (or check storage.root)"
+    )
+
+
 def one_class_error(window: str, dates: tuple[date, ...], churned: bool, rows: int) -> LakemlError:
     """The error for a split window whose labelled rows are all one class."""
     only = "churned" if churned else "non-churned"
@@ -305,9 +312,7 @@ def load_training_set(
     split; cache the rows."""
     for path, what in ((f_path, "features"), (l_path, "labels")):
         if not storage.exists(spark, path):
-            raise LakemlError(
-                f"no {what} table at {path}; run `lakeml features` first (or check storage.root)"
-            )
+            raise missing_table_error(what, path)
     # Pin the versions first and read exactly them, so the recorded lineage is what was read.
     f_version = features_version if features_version is not None else storage.version(spark, f_path)
     l_version = labels_version if labels_version is not None else storage.version(spark, l_path)
