@@ -13,6 +13,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -53,6 +55,62 @@ def killed_run(args: list[str], marker: str, failpoints: str = "", timeout: int 
     output = "".join(seen)
     assert proc.returncode == -signal.SIGKILL, f"the run ended before {marker!r}:\n{output}"
     return output
+
+
+def raced_runs(
+    args: list[str], table: str, release: Path, runs: int = 2, timeout: int = 600
+) -> list[tuple[int, str]]:
+    """Start `runs` processes of `lakeml *args` at once, hold each just before its write to
+    `table` (the failpoint `write <table>`), release them together once all are there, and
+    return each one's (exit status, output). Their commits to `table` then race."""
+    env = {
+        **os.environ,
+        "LAKEML_FAILPOINTS": f"write {table},retry {table}",
+        "LAKEML_FAILPOINTS_RELEASE": str(release),
+    }
+    env.pop("PYSPARK_GATEWAY_PORT", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lakeml.cli", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(runs)
+    ]
+    outputs: list[list[str]] = [[] for _ in procs]
+    held = [threading.Event() for _ in procs]
+
+    def follow(i: int) -> None:
+        stream = procs[i].stdout
+        assert stream is not None
+        for line in stream:
+            outputs[i].append(line)
+            if f"failpoint: write {table}" in line:
+                held[i].set()
+        held[i].set()  # ended early: the assertion below tells from its status
+
+    readers = [threading.Thread(target=follow, args=(i,)) for i in range(runs)]
+    for r in readers:
+        r.start()
+    try:
+        deadline = time.monotonic() + timeout
+        for h in held:
+            h.wait(max(0.0, deadline - time.monotonic()))
+        release.touch()
+        for p in procs:
+            p.wait(max(1.0, deadline - time.monotonic()))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for r in readers:
+            r.join()
+    return [(p.returncode, "".join(out)) for p, out in zip(procs, outputs)]
 
 
 def table_rows(path: str | Path) -> pd.DataFrame:

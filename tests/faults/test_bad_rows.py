@@ -68,6 +68,10 @@ ROW_KINDS: dict[str, tuple[bytes, str]] = {
         line(event(ts=TS // 1000, registration=REGISTERED // 1000, itemInSession=11)),
         "ts_too_early",
     ),
+    "registration in seconds, ts in ms": (
+        line(event(registration=REGISTERED // 1000, itemInSession=14)),
+        "registration_too_early",
+    ),
     "timestamp in 2100": (line(event(ts=4_102_448_400_000, itemInSession=12)), "ts_in_future"),
     "invalid UTF-8 bytes": (
         line(event(itemInSession=13, song="caf_")).replace(b"caf_", b"caf\xe9"),

@@ -104,6 +104,11 @@ def test_each_line_gets_the_first_rule_it_breaks(spark: SparkSession) -> None:
         # 2000-01-01 00:00 UTC is 10957 days * 86400000 ms after the epoch.
         (line(ts=946684799999, registration=None), "ts_too_early"),
         (line(ts=946684800000, registration=None), None),
+        # Registration in seconds, ts in milliseconds: registered 1970-01-18.
+        (line(registration=1538173362), "registration_too_early"),
+        (line(registration=946684799999), "registration_too_early"),
+        (line(registration=946684800000), None),
+        (line(registration=1538173362, length=-1.0), "registration_too_early"),
         # Ingested 2018-10-02 03:00 UTC = 1538449200000 ms; 60 minutes of skew = 04:00.
         (line(ts=1538452800000), None),
         (line(ts=1538452800001), "ts_in_future"),

@@ -1,13 +1,15 @@
 """A `lakeml score` killed (SIGKILL, Python and its JVM) once its scores are committed but
 before drift, or while the scores are being written, then rerun: the scores and drift tables
-equal one clean run's, row for row (write times aside)."""
+equal one clean run's, row for row (write times aside). Two `lakeml score` processes whose
+scores commits race: both succeed and the tables equal one clean run's."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from fault_harness import ROOT, assert_same_tables, killed_run
+from deltalake import DeltaTable
+from fault_harness import ROOT, assert_same_tables, killed_run, raced_runs
 from scoring_lake import Lake
 from test_score_failures import score
 
@@ -33,3 +35,25 @@ def test_a_rerun_after_a_killed_score_equals_a_clean_run(
     status, _, summary = score(capsys, lake, crashed)
     assert status == 0 and summary["stages_completed"] == ["score", "drift"]
     assert_same_tables(crashed, clean, ["scores", "drift"])
+
+
+def test_two_scorers_racing_for_one_commit_both_succeed_with_a_clean_runs_tables(
+    spark, capsys, lake: Lake, tmp_path: Path
+) -> None:
+    clean, raced = tmp_path / "clean", tmp_path / "raced"
+    status, _, _ = score(capsys, lake, clean)
+    assert status == 0
+    args = ["score", "--conf", str(ROOT / "conf" / "local.yaml")]
+    sets = [f"storage.root={lake.root}"] + [f"tables.{t}={raced}/{t}" for t in ("scores", "drift")]
+    args += [a for s in sets for a in ("--set", s)]
+    # Held at their first write to the new scores table and released together: both create
+    # version 0, Delta takes one commit and rejects the other, which storage writes again.
+    runs = raced_runs(args, "raced/scores", tmp_path / "go")
+    for status, output in runs:
+        assert status == 0, output
+        assert "Traceback" not in output
+    assert sum("failpoint: retry raced/scores" in out for _, out in runs) >= 1, (
+        "no commit was rejected: the runs did not race"
+    )
+    assert_same_tables(raced, clean, ["scores", "drift"])
+    assert len(DeltaTable(str(raced / "scores")).history()) == 2  # both writes, in turn

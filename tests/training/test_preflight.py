@@ -59,6 +59,19 @@ def test_too_few_labelled_snapshots_is_the_error_training_gives(spark, tmp_path)
     assert message == spark_error(spark, cfg)
 
 
+def test_a_fresh_root_with_no_matured_snapshot_asks_for_more_days_not_a_first_run(
+    spark, tmp_path
+):
+    # `lakeml features` ran on fewer days than the label horizon: the labels table exists
+    # and is empty. Saying "run `lakeml features` first" right after it ran misleads.
+    cfg = cfg_at(tmp_path)
+    write_gold(spark, cfg, [(u, D[0], 1, "F") for u in ("a", "b")], [])
+    message = preflight_error(cfg)
+    assert message.startswith("no labelled snapshots:")
+    assert "on more days of events" in message and "first" not in message
+    assert message == spark_error(spark, cfg)
+
+
 def test_one_class_window_is_the_error_training_gives(spark, tmp_path):
     cfg = cfg_at(tmp_path)
     features = [(u, d, 1, "F") for d in D for u in ("a", "b", "c")]

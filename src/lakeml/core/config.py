@@ -134,8 +134,10 @@ class SourceConfig(_Section):
     kind: Literal["events", "table"] = Field("events", title="source kind")
     path: NonEmpty = "raw/events"
     table: TableSourceConfig = Field(default_factory=TableSourceConfig)
-    # Events before min_event_date or after ingestion + clock_skew_minutes are quarantined.
+    # Events before min_event_date or after ingestion + clock_skew_minutes are quarantined,
+    # and so are registrations before min_registration_date (epoch seconds read as ms).
     min_event_date: IsoDate = "2000-01-01"
+    min_registration_date: IsoDate = "2000-01-01"
     clock_skew_minutes: int = Field(60, ge=0)
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ import sys
 import time
 
 ENV = "LAKEML_FAILPOINTS"
+RELEASE_ENV = "LAKEML_FAILPOINTS_RELEASE"
 MARKER = "[lakeml] failpoint: "
 
 
@@ -26,3 +27,6 @@ def reach(name: str, wait: bool = True) -> None:
     print(f"{MARKER}{name}", file=sys.stdout, flush=True)
     while wait:
         time.sleep(60)
+    release = os.environ.get(RELEASE_ENV)
+    while release and not os.path.exists(release):
+        time.sleep(0.02)

@@ -65,7 +65,8 @@ def _save(
         writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    failpoints.reach(f"write {'/'.join(path.rstrip('/').split('/')[-2:])}", wait=False)
+    table = "/".join(path.rstrip("/").split("/")[-2:])
+    failpoints.reach(f"write {table}", wait=False)
     # A rejected commit commits nothing, and every write here means the same rows when run
     # again (replaceWhere, a whole rebuild, an append, an idempotent append), so the retry
     # neither loses nor duplicates rows. Jitter keeps two losers from colliding again.
@@ -83,6 +84,7 @@ def _save(
                     f"{type(exc).__name__}); nothing of this write was committed: rerun the "
                     "command once the other run is done"
                 ) from None
+            failpoints.reach(f"retry {table}", wait=False)
             _pause(random.uniform(0, BACKOFF_SECONDS * 2 ** (attempt - 1)))
 
 

@@ -96,9 +96,9 @@ def _typed(text: Column, name: str, dtype: T.DataType) -> Column:
     return value
 
 
-def earliest_event_ms(source: SourceConfig) -> int:
-    """`source.min_event_date` at 00:00 UTC as epoch milliseconds."""
-    return (date.fromisoformat(source.min_event_date) - EPOCH).days * MS_PER_DAY
+def day_start_ms(day: str) -> int:
+    """An ISO date at 00:00 UTC as epoch milliseconds."""
+    return (date.fromisoformat(day) - EPOCH).days * MS_PER_DAY
 
 
 def assign_rule(parsed: DataFrame, source: SourceConfig | None = None) -> DataFrame:
@@ -106,7 +106,9 @@ def assign_rule(parsed: DataFrame, source: SourceConfig | None = None) -> DataFr
 
     The time rules use `source` (default: the config's defaults): an event before
     `min_event_date` (e.g. ts written in seconds, which reads as January 1970) or later
-    than its own ingestion plus `clock_skew_minutes` cannot be placed in time.
+    than its own ingestion plus `clock_skew_minutes` cannot be placed in time; nor can a
+    registration before `min_registration_date` (in seconds while ts is in milliseconds),
+    which would make the account decades old.
     """
     source = source or SourceConfig()
     raw, event = F.col("raw"), F.col("event")
@@ -124,8 +126,12 @@ def assign_rule(parsed: DataFrame, source: SourceConfig | None = None) -> DataFr
     latest_ms = F.unix_millis(F.col("ingested_at")) + F.lit(source.clock_skew_minutes * 60_000)
     before_registration = event["registration"].isNotNull() & (event["ts"] < event["registration"])
     checks += [
-        (event["ts"] < F.lit(earliest_event_ms(source)), "ts_too_early"),
+        (event["ts"] < F.lit(day_start_ms(source.min_event_date)), "ts_too_early"),
         (event["ts"] > latest_ms, "ts_in_future"),
+        (
+            event["registration"] < F.lit(day_start_ms(source.min_registration_date)),
+            "registration_too_early",
+        ),
         (F.trim(event["userId"]) == "", "missing_user_id"),
         (event["length"] < 0, "negative_length"),
         (before_registration, "event_before_registration"),
