@@ -1,10 +1,14 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+README = Path(__file__).with_name("README.md")
 
 setup(
     name="lakeml",
     version="0.1.0",
     description="Churn features, models and batch scores on Spark, Delta Lake and MLflow",
-    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description=README.read_text(encoding="utf-8") if README.exists() else "",
     long_description_content_type="text/markdown",
     package_dir={"": "src"},
     packages=find_packages("src"),

@@ -110,7 +110,7 @@ def raced_runs(
                 p.wait()
         for r in readers:
             r.join()
-    return [(p.returncode, "".join(out)) for p, out in zip(procs, outputs)]
+    return [(p.returncode, "".join(out)) for p, out in zip(procs, outputs, strict=True)]
 
 
 def table_rows(path: str | Path) -> pd.DataFrame:

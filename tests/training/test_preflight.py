@@ -59,9 +59,7 @@ def test_too_few_labelled_snapshots_is_the_error_training_gives(spark, tmp_path)
     assert message == spark_error(spark, cfg)
 
 
-def test_a_fresh_root_with_no_matured_snapshot_asks_for_more_days_not_a_first_run(
-    spark, tmp_path
-):
+def test_a_fresh_root_with_no_matured_snapshot_asks_for_more_days_not_a_first_run(spark, tmp_path):
     # `lakeml features` ran on fewer days than the label horizon: the labels table exists
     # and is empty. Saying "run `lakeml features` first" right after it ran misleads.
     cfg = cfg_at(tmp_path)
