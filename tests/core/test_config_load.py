@@ -44,6 +44,13 @@ def test_a_spark_conf_key_with_dots_is_set_as_one_key() -> None:
     }
 
 
+def test_spark_conf_values_typed_by_yaml_reach_spark_as_its_strings() -> None:
+    overrides = ["spark.conf.spark.eventLog.enabled=true", "spark.conf.spark.x.y=2"]
+    cfg = load_config(CONF, overrides)
+    assert cfg.spark.conf["spark.eventLog.enabled"] == "true"  # YAML's True, as Spark spells it
+    assert cfg.spark.conf["spark.x.y"] == "2"
+
+
 def test_every_free_form_mapping_takes_dotted_keys() -> None:
     assert {("spark", "conf"), ("source", "table", "options"), ("source", "table", "types")} <= (
         free_form_keys(Config)

@@ -19,6 +19,7 @@ from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, model
 
 from lakeml.core.config_load import (
     COLLECT,
+    ConfText,
     Fraction,
     IsoDate,
     NonEmpty,
@@ -63,7 +64,7 @@ class SparkConfig(_Section):
     # Fetch the Delta jars matching the installed delta-spark through spark.jars.packages.
     # Turn off where the cluster provides them (an image, --jars or --packages).
     delta_packages: bool = True
-    conf: dict[Text, Text] = Field(default_factory=dict)
+    conf: dict[Text, ConfText] = Field(default_factory=dict)
 
 
 class DirtConfig(_Section):

@@ -70,6 +70,11 @@ def _date(value: str) -> str:
 
 
 Text = Annotated[str, BeforeValidator(_text)]
+# A Spark conf value: Spark takes strings, so YAML's `true` is "true", as spark-submit's
+# --conf would pass it.
+ConfText = Annotated[
+    str, BeforeValidator(lambda v: str(v).lower() if isinstance(v, bool) else _text(v))
+]
 NonEmpty = Annotated[Text, Field(min_length=1)]
 IsoDate = Annotated[Text, AfterValidator(_date)]
 OptionalDate = Annotated[Text, AfterValidator(lambda v: v and _date(v))]
