@@ -10,6 +10,7 @@ rows for one entity and snapshot all go to quarantine (which one is true is unkn
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from functools import reduce
@@ -207,11 +208,22 @@ def update(
         quarantine = judged.where(F.col("rule").isNotNull()).select(
             "value", snapshot_col, "rule", F.current_timestamp().alias("quarantined_at")
         )
-        kept = _replace(valid, paths["silver"], dates, snapshot_col)
-        quarantined = _replace(quarantine, paths["quarantine"], dates, snapshot_col)
-        _replace(to_features(valid, t, snapshot_col), paths["features"], dates, snapshot_col)
-        labels = to_labels(valid, t, snapshot_col, label_col)
-        _replace(labels, paths["labels"], dates, snapshot_col)
+        outputs = {
+            "silver": valid,
+            "quarantine": quarantine,
+            "features": to_features(valid, t, snapshot_col),
+            "labels": to_labels(valid, t, snapshot_col, label_col),
+        }
+        # The four writes are independent (each replaces the input's snapshots of its own
+        # table, so a rerun after a crash between any of them heals all four): run at once,
+        # their Delta commits and the driver's planning overlap instead of queueing.
+        with ThreadPoolExecutor(max_workers=len(outputs)) as pool:
+            pending = {
+                name: pool.submit(_replace, df, paths[name], dates, snapshot_col)
+                for name, df in outputs.items()
+            }
+            written = {name: job.result() for name, job in pending.items()}
+        kept, quarantined = written["silver"], written["quarantine"]
     finally:
         judged.unpersist()
     by_rule: dict[str, int] = {}
