@@ -32,6 +32,9 @@ setup(
         # delta-rs reads a Delta log without a JVM: row counts and versions for summaries,
         # and training's checks before Spark starts (lakeml.core.delta_log).
         "deltalake>=1.0",
+        # Model type xgboost: xgboost's own Spark estimator (xgboost.spark). The -cpu wheel,
+        # not `xgboost`, which pulls a 350 MB NCCL package; 3.3+ needs Python 3.12.
+        "xgboost-cpu>=3.2,<3.3",
     ],
     extras_require={"dev": ["chispa>=0.11", "pytest>=8", "ruff>=0.6"]},
     entry_points={"console_scripts": ["lakeml=lakeml.cli:entrypoint"]},

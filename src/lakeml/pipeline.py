@@ -185,7 +185,9 @@ def run_train(spark: SparkSession, cfg: Config, report: Report) -> dict[str, Any
     # own checks on Spark (too few labelled snapshots, one class only), before MLflow and
     # scikit-learn are even imported.
     preflight_train(cfg)
-    candidates = models.candidates(t.models, t.label_col, trainset.WEIGHT_COL, t.seed)
+    candidates = models.candidates(
+        t.models, t.label_col, trainset.WEIGHT_COL, t.seed, t.primary_metric, t.xgboost
+    )
     with report.stage("train.data"):
         ts = trainset.load_training_set(spark, t, cfg.table("features"), cfg.table("labels"))
     for line in summary.data_lines(ts):

@@ -149,7 +149,7 @@ def test_messages_say_what_is_allowed() -> None:
     )
     assert load_error("train.models=[{type: xgb}]") == (
         "config key 'train.models[0].type': unknown model type 'xgb'; "
-        "choose from logistic_regression, random_forest, gbt"
+        "choose from logistic_regression, random_forest, gbt, xgboost"
     )
     assert "unknown metric 'accuracy'" in load_error("train.primary_metric=accuracy")
     assert "must be a whole number (got 'many')" in load_error("generate.users=many")
@@ -204,7 +204,7 @@ def test_a_section_built_in_code_names_its_key_too() -> None:
 
 
 def test_choices_are_exported_for_other_modules() -> None:
-    assert MODEL_TYPES == ("logistic_regression", "random_forest", "gbt")
+    assert MODEL_TYPES == ("logistic_regression", "random_forest", "gbt", "xgboost")
     assert METRICS == ("areaUnderPR", "areaUnderROC")
     assert THRESHOLD_POLICIES == ("best_f1", "top_k")
 

@@ -123,7 +123,7 @@ def test_bad_model_config_is_a_clear_error(spark, spec, message):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("train.models=[{type: xgboost}]", "unknown model type 'xgboost'"),
+        ("train.models=[{type: lightgbm}]", "unknown model type 'lightgbm'"),
         ("train.primary_metric=accuracy", "unknown metric 'accuracy'"),
         ("train.gate.metric=f1", "unknown metric 'f1'"),
     ],

@@ -36,7 +36,7 @@ from lakeml.core.config_load import Section as _Section
 from lakeml.core.errors import LakemlError
 from lakeml.core.secrets import redact_text
 
-ModelType = Literal["logistic_regression", "random_forest", "gbt"]
+ModelType = Literal["logistic_regression", "random_forest", "gbt", "xgboost"]
 Metric = Literal["areaUnderPR", "areaUnderROC"]
 ThresholdPolicy = Literal["best_f1", "top_k"]
 MODEL_TYPES: tuple[str, ...] = typing.get_args(ModelType)
@@ -244,6 +244,17 @@ class GateConfig(_Section):
     min_pr_auc: Fraction = 0.2
 
 
+class XGBoostConfig(_Section):
+    """Model type `xgboost` (xgboost.spark): one booster trained across `num_workers` Spark
+    tasks at once (barrier mode), stopped early on the validation window."""
+
+    KEY = "train.xgboost"
+    # null: every task slot the session has (local[*]: the cores; a cluster: its executors').
+    num_workers: int | None = Field(None, ge=1)
+    # Rounds without a better validation metric (train.primary_metric) before stopping.
+    early_stopping_rounds: int = Field(10, ge=1)
+
+
 class TrainConfig(_Section):
     KEY = "train"
     entity_col: NonEmpty = "user_id"
@@ -262,6 +273,7 @@ class TrainConfig(_Section):
     top_k_pcts: list[Percent] = Field(default_factory=lambda: [5.0, 10.0, 20.0])
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    xgboost: XGBoostConfig = Field(default_factory=XGBoostConfig)
 
 
 class MlflowConfig(_Section):

@@ -18,7 +18,16 @@ LOG4J2_PROPERTIES = Path(__file__).with_name("log4j2.properties")
 # INFO lines: "Creating initial MLflow database tables..." (mlflow.store.db.utils) with a new
 # SQLite store, alembic's migration lines ("Context impl SQLiteImpl.") and "URI ... does not
 # point to the current DFS." on each Spark-flavor model load (mlflow.spark).
-CHATTY_PYTHON_LOGGERS = ("mlflow.spark", "mlflow.store.db.utils", "alembic")
+# xgboost.spark logs its parameters and each fit's and prediction's start at INFO, on the
+# driver and (its level passed along) in the Python workers.
+CHATTY_PYTHON_LOGGERS = (
+    "mlflow.spark",
+    "mlflow.store.db.utils",
+    "alembic",
+    "XGBoost-PySpark",
+    "SparkXGBClassifier",
+    "SparkXGBClassifierModel",
+)
 
 # netlib-java (dev.ludovic.netlib, in Spark ML) loads its JNI shim, whose JNI_OnLoad dlopen()s
 # the system library below and, when that fails, prints "netlib-<lib>: JNI_OnLoad: dlopen(...)

@@ -203,6 +203,13 @@ def build_conf(
     return conf
 
 
+def task_slots(spark: SparkSession) -> int:
+    """Tasks the session can run at once now (local[N]: N; a cluster: its executors'
+    cores). Spark's own count; a barrier stage wider than this waits instead of failing."""
+    sc = spark.sparkContext._jsc.sc()
+    return int(sc.maxNumConcurrentTasks(sc.resourceProfileManager().resourceProfileFromId(0)))
+
+
 def get_spark(cfg: SparkConfig, java_options: list[str] | None = None) -> SparkSession:
     """Create (or return the active) SparkSession for this config (`java_options`: see
     `build_conf`)."""

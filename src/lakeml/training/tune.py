@@ -51,11 +51,13 @@ def train_model(
     started = time.monotonic()
     weights = trainset.class_weights(ts.counts[TRAIN], t.class_weight)
     train = trainset.with_weights(ts.window(TRAIN), weights, t.label_col)
+    # Validation rows weighted like the train rows: xgboost stops early on them.
+    validation = trainset.with_weights(ts.window(VALIDATION), weights, t.label_col)
     tuned = models.tune(
         cand,
         ts.spec,
         train,
-        ts.window(VALIDATION),
+        validation,
         t.label_col,
         WEIGHT_COL,
         t.primary_metric,
