@@ -54,6 +54,18 @@ SCORES_SCHEMA = T.StructType(
         T.StructField("churn_probability", T.DoubleType()),
         T.StructField("predicted_churn", T.IntegerType()),
         T.StructField("risk_decile", T.IntegerType()),
+        T.StructField(
+            "reasons",
+            T.ArrayType(
+                T.StructType(
+                    [
+                        T.StructField("feature", T.StringType()),
+                        T.StructField("value", T.StringType()),
+                        T.StructField("contribution", T.DoubleType()),
+                    ]
+                )
+            ),
+        ),
         T.StructField("model_name", T.StringType()),
         T.StructField("model_version", T.IntegerType()),
         T.StructField("run_id", T.StringType()),

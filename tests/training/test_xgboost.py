@@ -140,3 +140,14 @@ def test_an_xgboost_champion_is_logged_registered_and_scores_its_table(spark, tm
     got = {r["user_id"]: r["churn_probability"] for r in scores.collect()}
     assert got.keys() == expected.keys() and len(got) == USERS
     assert max(abs(got[u] - expected[u]) for u in got) < 1e-6
+    # Reasons, read back by delta-rs: raw feature columns, at most score.reasons_top_k.
+    from deltalake import DeltaTable
+
+    table = DeltaTable(cfg.table("scores")).to_pandas()
+    lists = [list(r) for r in table["reasons"]]
+    assert any(lists) and max(len(r) for r in lists) <= cfg.score.reasons_top_k
+    raw = {
+        "days_since_last_activity", "songs_7d", "thumbs_down_28d", "is_paid", "songs_trend",
+        "gender", "state", "platform",
+    }  # fmt: skip
+    assert {e["feature"] for r in lists for e in r} <= raw

@@ -293,6 +293,8 @@ class ScoreConfig(_Section):
     model_uri: Text = ""
     arrow_batch_size: int = Field(10000, ge=1)
     risk_bands: int = Field(10, ge=1)
+    # Per scored entity, this many features that raise its risk most (0: none).
+    reasons_top_k: int = Field(3, ge=0, le=50)
 
 
 class MonitorConfig(_Section):

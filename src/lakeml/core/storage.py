@@ -94,9 +94,12 @@ def replace_where(
     condition: str,
     partition_by: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
+    add_columns: bool = False,
 ) -> None:
-    """Atomically replace the rows matching `condition` with `df` (create the table if new)."""
-    _save(df, path, "overwrite", {"replaceWhere": condition}, partition_by, metadata)
+    """Atomically replace the rows matching `condition` with `df` (create the table if new).
+    `add_columns`: columns of `df` the table lacks are added (its other rows read null)."""
+    options = {"replaceWhere": condition, **({"mergeSchema": "true"} if add_columns else {})}
+    _save(df, path, "overwrite", options, partition_by, metadata)
 
 
 def rebuild(

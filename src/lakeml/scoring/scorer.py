@@ -24,6 +24,7 @@ from lakeml.core import storage
 from lakeml.core.config import ScoreConfig
 from lakeml.core.errors import LakemlError
 from lakeml.scoring.contract import SNAPSHOT, ScoringInput
+from lakeml.scoring import reasons
 from lakeml.scoring.model_ref import Feature, ModelRef, pyfunc_output
 from lakeml.tracking import tags
 
@@ -32,12 +33,18 @@ PROBABILITY = "churn_probability"
 DEFAULT_THRESHOLD = 0.5
 
 
-def spark_model_probability(model: Any, df: DataFrame, entity_col: str) -> DataFrame:
-    """P(churn) from a Spark ML model's own transform: element 1 of its probability vector."""
-    return model.transform(df).select(
+def spark_model_probability(
+    model: Any, df: DataFrame, entity_col: str, top_k: int = 0
+) -> DataFrame:
+    """P(churn) from a Spark ML model's own transform (element 1 of its probability vector)
+    and the top `top_k` reasons where the model type has exact contributions."""
+    explained = top_k > 0 and reasons.prepare(model)
+    out = model.transform(df)
+    return out.select(
         F.col(entity_col),
         F.col(SNAPSHOT),
         vector_to_array(F.col("probability"))[1].alias(PROBABILITY),
+        reasons.reasons_column(model, out, top_k if explained else 0).alias(reasons.REASONS),
     )
 
 
@@ -56,6 +63,7 @@ def pyfunc_probability(
         F.col(entity_col),
         F.col(SNAPSHOT),
         probability.cast("double").alias(PROBABILITY),
+        F.lit(None).cast(reasons.REASON_TYPE).alias(reasons.REASONS),  # a pyfunc gives none
     )
 
 
@@ -75,10 +83,14 @@ def score_table(
     probability becomes null and ranks last.
     """
     p = F.col(PROBABILITY)
+    explained = reasons.REASONS in probabilities.columns
     clean = probabilities.select(
         F.col(entity_col),
         F.col(SNAPSHOT),
         F.nanvl(p, F.lit(None).cast("double")).alias(PROBABILITY),
+        (F.col(reasons.REASONS) if explained else F.lit(None).cast(reasons.REASON_TYPE)).alias(
+            reasons.REASONS
+        ),
     )
     by_risk = Window.partitionBy(SNAPSHOT).orderBy(p.desc_nulls_last(), F.col(entity_col).asc())
     return clean.select(
@@ -87,6 +99,7 @@ def score_table(
         p.alias(PROBABILITY),
         (p >= F.lit(threshold)).cast("int").alias("predicted_churn"),
         F.ntile(risk_bands).over(by_risk).alias("risk_decile"),
+        F.col(reasons.REASONS),
         F.lit(model_name).alias("model_name"),
         F.lit(model_version).cast("int").alias("model_version"),
         F.lit(run_id).alias("run_id"),
@@ -136,11 +149,12 @@ def predict(
     df: DataFrame,
     features: list[Feature],
     entity_col: str,
+    top_k: int = 0,
 ) -> tuple[DataFrame, str]:
-    """Probabilities for `df` with the model's best scorer, and that scorer's name."""
+    """Probabilities (and reasons) for `df` with the model's best scorer, and its name."""
     if "spark" in info.flavors:
         model = mlflow.spark.load_model(ref.load_uri)
-        return spark_model_probability(model, df, entity_col), "spark"
+        return spark_model_probability(model, df, entity_col, top_k), "spark"
     result_type = pyfunc_output(info)
     udf = mlflow.pyfunc.spark_udf(spark, ref.load_uri, result_type=result_type, env_manager="local")
     n = scoring_partitions(spark)
@@ -150,17 +164,21 @@ def predict(
     return probs, "pyfunc"
 
 
-def check_output_schema(spark: SparkSession, path: str, scores: DataFrame) -> None:
-    """A scores table written for another entity column cannot take these rows."""
+def check_output_schema(spark: SparkSession, path: str, scores: DataFrame) -> bool:
+    """A scores table written for another entity column cannot take these rows. True when
+    the table predates the reasons column, which this write adds (older rows: null)."""
     if not storage.exists(spark, path):
-        return
+        return False
     have = storage.read(spark, path).columns
+    if sorted([*have, reasons.REASONS]) == sorted(scores.columns):
+        return True
     if sorted(have) != sorted(scores.columns):
         raise LakemlError(
             f"the scores table {path} has columns {', '.join(have)} but this model writes "
             f"{', '.join(scores.columns)} (its entity column differs); point tables.scores "
             "at another location for this model"
         )
+    return False
 
 
 @dataclass(frozen=True)
@@ -192,7 +210,9 @@ def score(
     entity_col = data.entity_col
     threshold = tags.threshold(ref.tags, DEFAULT_THRESHOLD)
     with sql_conf(spark, {ARROW_BATCH_CONF: str(cfg.arrow_batch_size)}):
-        probabilities, scorer = predict(spark, info, ref, data.rows, features, entity_col)
+        probabilities, scorer = predict(
+            spark, info, ref, data.rows, features, entity_col, cfg.reasons_top_k
+        )
         scores = score_table(
             probabilities,
             entity_col,
@@ -202,9 +222,11 @@ def score(
             ref.version,
             ref.run_id,
         )
-        check_output_schema(spark, scores_path, scores)
+        add_reasons = check_output_schema(spark, scores_path, scores)
         condition = key_condition(data.snapshot, ref.name, ref.version)
-        storage.replace_where(scores, scores_path, condition, partition_by=[SNAPSHOT])
+        storage.replace_where(
+            scores, scores_path, condition, partition_by=[SNAPSHOT], add_columns=add_reasons
+        )
     return ScoreResult(
         model_uri=uri,
         ref=ref,
