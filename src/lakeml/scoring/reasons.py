@@ -122,9 +122,11 @@ def top_reasons(by_column: dict[str, Column], top_k: int) -> Column:
     raising = F.filter(entries, lambda e: e["contribution"] > 0)
     ordered = F.array_sort(
         raising,
-        lambda a, b: F.when(a["contribution"] > b["contribution"], -1)
-        .when(a["contribution"] < b["contribution"], 1)
-        .otherwise(0),
+        lambda a, b: (
+            F.when(a["contribution"] > b["contribution"], -1)
+            .when(a["contribution"] < b["contribution"], 1)
+            .otherwise(0)
+        ),
     )
     return F.slice(ordered, 1, top_k)
 

@@ -23,8 +23,8 @@ from pyspark.sql import functions as F
 from lakeml.core import storage
 from lakeml.core.config import ScoreConfig
 from lakeml.core.errors import LakemlError
-from lakeml.scoring.contract import SNAPSHOT, ScoringInput
 from lakeml.scoring import reasons
+from lakeml.scoring.contract import SNAPSHOT, ScoringInput
 from lakeml.scoring.model_ref import Feature, ModelRef, pyfunc_output
 from lakeml.tracking import tags
 
