@@ -151,3 +151,15 @@ def test_an_xgboost_champion_is_logged_registered_and_scores_its_table(spark, tm
         "gender", "state", "platform",
     }  # fmt: skip
     assert {e["feature"] for r in lists for e in r} <= raw
+    # The global drivers on the test window: a table and a plot on the champion's run.
+    import mlflow
+
+    run_id = trained["run_ids"]["xgboost"]
+    client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri)
+    logged = {f.path for f in client.list_artifacts(run_id)} | {
+        f.path for f in client.list_artifacts(run_id, "plots")
+    }
+    assert {"drivers.csv", "plots/drivers.png"} <= logged
+    drivers = mlflow.artifacts.load_text(f"runs:/{run_id}/drivers.csv").splitlines()
+    assert drivers[0] == "feature,value,kind"
+    assert {line.split(",")[0] for line in drivers[1:]} <= raw

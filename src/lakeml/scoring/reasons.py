@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
@@ -153,3 +154,29 @@ def supported(model: Any) -> bool:
     """Whether this model type gets reasons (xgboost, logistic regression)."""
     last = model.stages[-1] if hasattr(model, "stages") else None
     return last is not None and (hasattr(last, "get_booster") or hasattr(last, "coefficients"))
+
+
+def global_drivers(model: PipelineModel, rows: DataFrame, top: int = 20) -> pd.DataFrame | None:
+    """Mean |contribution| per raw column over `rows`, largest first (at most `top`), as
+    (feature, value, kind); None when the model type has no exact contributions. The model
+    itself is left as it was (a copy of its last stage is prepared)."""
+    explained = PipelineModel(stages=[*model.stages[:-1], model.stages[-1].copy()])
+    if not prepare(explained):
+        return None
+    out = explained.transform(rows)
+    by_column = all_contributions(explained, out)
+    if by_column is None:
+        return None
+    names = list(by_column)
+    means = out.agg(
+        *[F.avg(F.abs(c)).alias(f"c{i}") for i, c in enumerate(by_column.values())]
+    ).first()
+    table = pd.DataFrame(
+        {
+            "feature": names,
+            "value": [float(means[f"c{i}"] or 0.0) for i in range(len(names))],
+            "kind": "mean |contribution|",
+        }
+    )
+    table = table.sort_values("value", ascending=False, kind="stable").head(top)
+    return table.reset_index(drop=True)

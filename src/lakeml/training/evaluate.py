@@ -38,6 +38,8 @@ class Outcome:
     seconds: float = 0.0
     fit_window: str = "train"  # the windows the model was fit on
     fit_rows: int = 0  # rows it was fit on (refit and baseline; 0 when not recorded)
+    # Mean |contribution| per raw column on the test window (models with exact reasons).
+    drivers: pd.DataFrame | None = None
 
 
 # Config metric names (Spark evaluator names) -> keys of `binary_metrics`.

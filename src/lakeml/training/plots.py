@@ -75,5 +75,6 @@ def feature_weights_png(table: pd.DataFrame, title: str, path: Path, top: int = 
     fig = Figure(figsize=(7, max(3, 0.3 * len(shown) + 1)))
     ax = fig.add_subplot()
     ax.barh(shown["feature"], shown["value"], color="tab:green")
-    ax.set(xlabel=kind, title=f"Top {len(shown)} features by |{kind}|: {title}")
+    by = kind if kind.startswith("mean |") else f"|{kind}|"
+    ax.set(xlabel=kind, title=f"Top {len(shown)} features by {by}: {title}")
     return _save(fig, path, left=0.35)

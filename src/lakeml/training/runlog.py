@@ -37,6 +37,8 @@ from lakeml.training.trainset import TEST, TRAIN, VALIDATION, TrainingSet
 
 # Explicit requirements: MLflow's inference would import and trace the model (~30 s here).
 SPARK_REQUIREMENTS = [f"pyspark=={metadata.version('pyspark')}"]
+# A pipeline ending in xgboost.spark's model needs xgboost to load.
+XGBOOST_REQUIREMENTS = [f"xgboost-cpu=={metadata.version('xgboost-cpu')}"]
 SKLEARN_REQUIREMENTS = [
     f"scikit-learn=={metadata.version('scikit-learn')}",
     f"skops=={metadata.version('skops')}",
@@ -132,6 +134,9 @@ def write_artifacts(o: Outcome, folder: Path, title: str) -> None:
     plots.calibration_png(calibration, title, plot_dir / "calibration.png")
     plots.deciles_png(deciles, title, plot_dir / "deciles.png")
     plots.feature_weights_png(o.weights, title, plot_dir / "feature_weights.png")
+    if o.drivers is not None:
+        o.drivers.to_csv(folder / "drivers.csv", index=False)
+        plots.feature_weights_png(o.drivers, f"{title}: drivers", plot_dir / "drivers.png")
 
 
 def log_batch(
@@ -239,7 +244,8 @@ def log_runs(
                     artifact_path="model",
                     signature=signature,
                     input_example=None,
-                    pip_requirements=SPARK_REQUIREMENTS,
+                    pip_requirements=SPARK_REQUIREMENTS
+                    + (XGBOOST_REQUIREMENTS if o.name == "xgboost" else []),
                 )
                 model_uris[o.name] = info.model_uri
             elif o is base:

@@ -17,6 +17,7 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import SparkSession
 
 from lakeml.core.config import TrainConfig
+from lakeml.scoring import reasons
 from lakeml.training import baseline as sk_baseline
 from lakeml.training import evaluate, models, trainset
 from lakeml.training.evaluate import Outcome
@@ -99,6 +100,8 @@ def refit_winner(
     fit = trainset.with_weights(ts.window(TRAIN, VALIDATION), weights, t.label_col)
     final = models.refit(cand, ts.spec, tuned.params, fit)
     y, p, metrics = score_test_window(final, ts, tuned.threshold, t)
+    # What drives its scores on the test window, from the same contributions as reasons.
+    drivers = reasons.global_drivers(final, ts.window(TEST))
     return Outcome(
         name=tuned.name,
         params=tuned.params,
@@ -113,6 +116,7 @@ def refit_winner(
         seconds=round(time.monotonic() - started, 2),
         fit_window=f"{TRAIN}+{VALIDATION}",
         fit_rows=counts[0] + counts[1],
+        drivers=drivers,
     )
 
 
