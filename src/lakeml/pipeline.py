@@ -235,6 +235,7 @@ def run_train(spark: SparkSession, cfg: Config, report: Report) -> dict[str, Any
                     logged.model_uris[winner.name],
                     base,
                     logged.model_uris.get(tune.BASELINE),
+                    logged.winner_tags,
                 )
             report.progress(
                 "train.gate",

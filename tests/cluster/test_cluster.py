@@ -1,6 +1,6 @@
 """The whole pipeline submitted to a real Spark standalone cluster with a real MLflow server.
 
-One small run (120 users, 35 days, one model of each of two kinds) goes through
+One small run (120 users, 35 days, logistic regression and xgboost) goes through
 spark-submit to a master with two 1-core workers, tracking to an `mlflow server` over HTTP.
 At the same time the same config and the same packaged code run in local mode with the
 embedded SQLite store. The generated input and the gold tables must be identical; the
@@ -54,7 +54,7 @@ SMALL = [
     "generate.users=120",
     "generate.days=35",
     "train.models=[{type: logistic_regression, grid: {regParam: [0.01]}},"
-    " {type: random_forest, grid: {numTrees: [20], maxDepth: [4]}}]",
+    " {type: xgboost, grid: {max_depth: [3], n_estimators: [80]}}]",
     "train.baseline.enabled=false",
     "train.gate.min_roc_auc=0.5",
     "train.gate.min_pr_auc=0.0",
@@ -261,6 +261,12 @@ def test_champion_test_metrics_agree_with_local_mode(cluster_run: Run, local_run
             for name, t in trained.items()
         }
         print(f"\n{model} test metrics (fit on train): {metrics}")
+    # xgboost trained one booster across both executors (one task slot each).
+    runs = {name: r.tracking_uri for name, r in (("cluster", cluster_run), ("local", local_run))}
+    for name, uri in runs.items():
+        run_id = trained[name]["run_ids"]["xgboost"]
+        params = MlflowClient(tracking_uri=uri).get_run(run_id).data.params
+        assert params["num_workers"] == "2", (name, params)
     champions = {name: t["champion"]["test"] for name, t in trained.items()}
     print(f"champion test metrics: {champions}")
     assert trained["cluster"]["winner"] == trained["local"]["winner"]

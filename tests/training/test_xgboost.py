@@ -163,3 +163,18 @@ def test_an_xgboost_champion_is_logged_registered_and_scores_its_table(spark, tm
     drivers = mlflow.artifacts.load_text(f"runs:/{run_id}/drivers.csv").splitlines()
     assert drivers[0] == "feature,value,kind"
     assert {line.split(",")[0] for line in drivers[1:]} <= raw
+
+    # The native booster: one row predicted without Spark equals the Spark model's score,
+    # and the version records the parity measured on the whole test window.
+    import mlflow.xgboost
+
+    from lakeml.scoring import native
+    from lakeml.tracking import tags
+
+    version = client.get_model_version(cfg.mlflow.registered_model, "1")
+    assert float(version.tags[tags.NATIVE_PARITY]) <= tags.NATIVE_PARITY_TOLERANCE
+    booster = mlflow.xgboost.load_model(version.tags[tags.NATIVE_MODEL_URI])
+    enc = mlflow.artifacts.load_dict(version.tags[tags.NATIVE_ENCODING])
+    one = features.limit(1).toPandas()
+    p = native.probabilities(booster, native.encode(one, enc))[0]
+    assert abs(p - got[one["user_id"][0]]) <= 1e-6

@@ -87,6 +87,7 @@ def register_and_gate(
     winner_uri: str,
     base: Outcome | None = None,
     base_uri: str | None = None,
+    winner_tags: dict[str, str] | None = None,
 ) -> GateOutcome:
     """Score the current champion on this test window, decide, register, move aliases.
 
@@ -103,9 +104,8 @@ def register_and_gate(
         champion_error,
     )
     reasons = "; ".join(result.reasons)
-    mv = versions.register(
-        winner_uri, reg.name, version_tags(reg, ts, winner, result.decision, reasons)
-    )
+    contract = version_tags(reg, ts, winner, result.decision, reasons)
+    mv = versions.register(winner_uri, reg.name, {**contract, **(winner_tags or {})})
     client.set_registered_model_alias(reg.name, CHALLENGER, mv.version)
     if result.promoted:
         client.set_registered_model_alias(reg.name, CHAMPION, mv.version)

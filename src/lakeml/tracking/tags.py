@@ -26,6 +26,13 @@ TEST_ROC_AUC = "test_roc_auc"
 TEST_PR_AUC = "test_pr_auc"
 MODEL_TYPE = "model_type"
 CONFIG_DIGEST = "config_digest"
+# An xgboost version's booster for use without a JVM (lakeml.scoring.native): its model URI,
+# the encoding artifact beside it, and the largest |native - Spark| probability on the test
+# window, checked at registration (parity holds at NATIVE_PARITY_TOLERANCE or below).
+NATIVE_MODEL_URI = "native_model_uri"
+NATIVE_ENCODING = "native_encoding_uri"
+NATIVE_PARITY = "native_parity_max_abs_diff"
+NATIVE_PARITY_TOLERANCE = 1e-6
 # What drift needs to rebuild the training window.
 DRIFT_LINEAGE = (FEATURES_PATH, FEATURES_VERSION, TRAIN_SNAPSHOTS)
 

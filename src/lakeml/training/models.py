@@ -327,8 +327,9 @@ def tune(
             row["best_iteration"] = best_iteration(model)
         kept = best_iteration(best_model)
         # The refit on train + validation has no window left to stop on: it grows the
-        # rounds early stopping kept.
+        # rounds early stopping kept, on as many workers (both logged with the params).
         best_params["n_estimators"] = kept + 1
+        best_params["num_workers"] = estimator.getOrDefault("num_workers")
     return Tuned(
         model_type=model_type,
         best_params=best_params,

@@ -14,7 +14,7 @@ import json
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -163,6 +163,8 @@ class LoggedRuns:
     model_uris: dict[str, str]
     model_seconds: float
     other_seconds: float
+    # Tags for the winner's version beyond the contract (an xgboost winner's native model).
+    winner_tags: dict[str, str] = field(default_factory=dict)
 
 
 def log_runs(
@@ -216,6 +218,7 @@ def log_runs(
 
     runs: dict[str, str] = {}
     model_uris: dict[str, str] = {}
+    winner_tags: dict[str, str] = {}
     model_seconds = 0.0
     tuned = {o.name: o for o in outcomes}
     logged_models = [winner if o.name == winner.name else o for o in outcomes]
@@ -248,6 +251,8 @@ def log_runs(
                     + (XGBOOST_REQUIREMENTS if o.name == "xgboost" else []),
                 )
                 model_uris[o.name] = info.model_uri
+                if o.name == "xgboost":
+                    winner_tags = log_native(o, ts, run_id)
             elif o is base:
                 signature = ModelSignature(
                     inputs=input_schema(ts.spec),
@@ -265,4 +270,36 @@ def log_runs(
                 model_uris[o.name] = info.model_uri
             model_seconds += time.monotonic() - t0
     total = time.monotonic() - started
-    return LoggedRuns(runs, model_uris, round(model_seconds, 2), round(total - model_seconds, 2))
+    return LoggedRuns(
+        runs, model_uris, round(model_seconds, 2), round(total - model_seconds, 2), winner_tags
+    )
+
+
+def log_native(o: Outcome, ts: TrainingSet, run_id: str) -> dict[str, str]:
+    """Log an xgboost winner's booster (mlflow.xgboost) and its encoding for use without a
+    JVM, and measure how far its probabilities are from the Spark model's on the test
+    window; the version tags that record both."""
+    import mlflow.xgboost
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    from lakeml.scoring import native
+
+    booster = o.model.stages[-1].get_booster()
+    enc = native.encoding(o.model)
+    info = mlflow.xgboost.log_model(
+        booster, name="native_model", pip_requirements=XGBOOST_REQUIREMENTS
+    )
+    mlflow.log_dict(enc, "native_encoding.json")
+    cols = list(ts.spec.columns)
+    test = (
+        o.model.transform(ts.window(TEST))
+        .select(*cols, vector_to_array(F.col("probability"))[1].alias("_p"))
+        .toPandas()
+    )
+    diff = native.parity(booster, enc, test[cols], test["_p"].to_numpy())
+    return {
+        tags.NATIVE_MODEL_URI: info.model_uri,
+        tags.NATIVE_ENCODING: f"runs:/{run_id}/native_encoding.json",
+        tags.NATIVE_PARITY: repr(diff),
+    }

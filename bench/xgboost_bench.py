@@ -1,0 +1,91 @@
+"""xgboost (xgboost.spark) vs Spark ML's GBT: fit seconds and test AUC, same trees and depth.
+
+    .venv/bin/python bench/xgboost_bench.py conf/local.yaml [--users 450] [--trees 50] [--depth 5]
+
+Synthetic gold tables shaped like the default journey's (weekly snapshots x users, ~70
+feature columns; see tests/synthetic_gold.py) at `--users` and at 10x that. For each size both
+model types are fit through lakeml's own pipeline (`models.refit`: preprocessing + classifier,
+no early stopping, so both grow exactly `--trees` trees of depth `--depth`, learning rate 0.1)
+on the train + validation windows, one after the other in one SparkSession, and scored on the
+test window. Prints fit seconds, their ratio (GBT / xgboost) and test ROC/PR AUC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "training"))
+
+from synthetic_gold import snapshot_dates, synthetic_frames, to_spark  # noqa: E402
+
+from lakeml.core import storage  # noqa: E402
+from lakeml.core.config import ModelSpec, XGBoostConfig, load_config  # noqa: E402
+from lakeml.core.session import get_spark  # noqa: E402
+from lakeml.training import models, trainset, tune  # noqa: E402
+from lakeml.training.trainset import TRAIN, VALIDATION, WEIGHT_COL  # noqa: E402
+
+
+def fit_and_score(spark, cfg, ts, spec: ModelSpec, params: dict) -> tuple[float, dict]:
+    t = cfg.train
+    [cand] = models.candidates(
+        [spec], t.label_col, WEIGHT_COL, t.seed, t.primary_metric, XGBoostConfig()
+    )
+    counts = tune.merged_counts(ts.counts[TRAIN], ts.counts[VALIDATION])
+    weights = trainset.class_weights(counts, t.class_weight)
+    fit = trainset.with_weights(ts.window(TRAIN, VALIDATION), weights, t.label_col)
+    started = time.monotonic()
+    model = models.refit(cand, ts.spec, params, fit)
+    seconds = time.monotonic() - started
+    _, _, metrics = tune.score_test_window(model, ts, 0.5, t)
+    return seconds, metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("conf", nargs="?", default="conf/local.yaml")
+    parser.add_argument("--users", type=int, default=450)
+    parser.add_argument("--snapshots", type=int, default=8)
+    parser.add_argument("--trees", type=int, default=50)
+    parser.add_argument("--depth", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(args.conf, [f"storage.root={tmp}"])
+        spark = get_spark(cfg.spark)
+        gbt = ModelSpec(type="gbt")
+        xgb = ModelSpec(type="xgboost")
+        gbt_params = {"maxIter": args.trees, "maxDepth": args.depth, "stepSize": 0.1}
+        xgb_params = {"n_estimators": args.trees, "max_depth": args.depth, "learning_rate": 0.1}
+        print(
+            f"{args.trees} trees of depth {args.depth}, learning rate 0.1, {args.snapshots} snapshots"
+        )
+        print(f"{'users':>7} {'rows':>7}  {'model':8} {'fit s':>7} {'ROC AUC':>8} {'PR AUC':>7}")
+        for users in (args.users, 10 * args.users):
+            features, labels = synthetic_frames(users, args.snapshots, 62, seed=7)
+            labelled = set(snapshot_dates(args.snapshots)[:-2])
+            labels = labels[labels["snapshot_date"].isin(labelled)]
+            root = Path(tmp) / f"u{users}"
+            paths = {"features": str(root / "features"), "labels": str(root / "labels")}
+            fdf, ldf = to_spark(spark, features, labels, 62)
+            storage.rebuild(fdf, paths["features"], ["snapshot_date"])
+            storage.rebuild(ldf, paths["labels"], ["snapshot_date"])
+            ts = trainset.load_training_set(spark, cfg.train, paths["features"], paths["labels"])
+            rows = sum(sum(c.values()) for c in ts.counts.values())
+            try:
+                g_s, g_m = fit_and_score(spark, cfg, ts, gbt, gbt_params)
+                x_s, x_m = fit_and_score(spark, cfg, ts, xgb, xgb_params)
+            finally:
+                ts.cached.unpersist()
+            for name, s, m in (("gbt", g_s, g_m), ("xgboost", x_s, x_m)):
+                print(
+                    f"{users:7d} {rows:7d}  {name:8} {s:7.1f} {m['roc_auc']:8.3f} {m['pr_auc']:7.3f}"
+                )
+            print(f"{'':17}fit-time ratio gbt / xgboost: {g_s / x_s:.1f}x")
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()
