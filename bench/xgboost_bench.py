@@ -59,9 +59,8 @@ def main() -> None:
         xgb = ModelSpec(type="xgboost")
         gbt_params = {"maxIter": args.trees, "maxDepth": args.depth, "stepSize": 0.1}
         xgb_params = {"n_estimators": args.trees, "max_depth": args.depth, "learning_rate": 0.1}
-        print(
-            f"{args.trees} trees of depth {args.depth}, learning rate 0.1, {args.snapshots} snapshots"
-        )
+        shape = f"{args.trees} trees of depth {args.depth}, learning rate 0.1"
+        print(f"{shape}, {args.snapshots} snapshots")
         print(f"{'users':>7} {'rows':>7}  {'model':8} {'fit s':>7} {'ROC AUC':>8} {'PR AUC':>7}")
         for users in (args.users, 10 * args.users):
             features, labels = synthetic_frames(users, args.snapshots, 62, seed=7)
@@ -80,9 +79,8 @@ def main() -> None:
             finally:
                 ts.cached.unpersist()
             for name, s, m in (("gbt", g_s, g_m), ("xgboost", x_s, x_m)):
-                print(
-                    f"{users:7d} {rows:7d}  {name:8} {s:7.1f} {m['roc_auc']:8.3f} {m['pr_auc']:7.3f}"
-                )
+                aucs = f"{m['roc_auc']:8.3f} {m['pr_auc']:7.3f}"
+                print(f"{users:7d} {rows:7d}  {name:8} {s:7.1f} {aucs}")
             print(f"{'':17}fit-time ratio gbt / xgboost: {g_s / x_s:.1f}x")
         spark.stop()
 
