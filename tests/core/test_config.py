@@ -39,7 +39,12 @@ def test_local_config_loads_and_puts_everything_under_root(tmp_path: Path) -> No
     assert cfg.table("silver") == f"{tmp_path}/silver/events"
     assert cfg.source_path == f"{tmp_path}/raw/events"
     assert cfg.tracking_uri == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    assert [m.type for m in cfg.train.models] == ["logistic_regression", "random_forest", "gbt"]
+    assert [m.type for m in cfg.train.models] == [
+        "logistic_regression",
+        "random_forest",
+        "gbt",
+        "xgboost",
+    ]
 
 
 @pytest.mark.parametrize("name", ["local", "telco", "cluster"])

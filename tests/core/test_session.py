@@ -186,14 +186,20 @@ def chatty_loggers() -> Iterator[list[logging.Logger]]:
 
 
 def test_chatty_python_loggers_say_only_warnings(chatty_loggers: list[logging.Logger]) -> None:
-    spark_logger, db_logger, alembic_logger = chatty_loggers
-    spark_logger.setLevel(logging.NOTSET)
-    db_logger.setLevel(logging.NOTSET)
+    spark_logger, db_logger, alembic_logger, *xgboost_loggers = chatty_loggers
+    for logger in [spark_logger, db_logger, *xgboost_loggers]:
+        logger.setLevel(logging.NOTSET)
     alembic_logger.setLevel(logging.DEBUG)  # a user's own choice
     quiet_python_loggers()
     assert spark_logger.level == logging.WARNING
     assert db_logger.level == logging.WARNING
     assert alembic_logger.level == logging.DEBUG
+    assert [logger.name for logger in xgboost_loggers] == [
+        "XGBoost-PySpark",
+        "SparkXGBClassifier",
+        "SparkXGBClassifierModel",
+    ]
+    assert {logger.level for logger in xgboost_loggers} == {logging.WARNING}
 
 
 def test_a_session_starts_without_spark_or_ivy_banners() -> None:
