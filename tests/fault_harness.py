@@ -25,20 +25,26 @@ ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = {"ingested_at", "quarantined_at", "scored_at", "computed_at"}
 
 
-def killed_run(args: list[str], marker: str, failpoints: str = "", timeout: int = 600) -> str:
-    """Run `lakeml *args`, SIGKILL it at the first output line containing `marker`, and
-    return its output up to there. Fails if the run ends before the marker shows."""
-    env = {**os.environ, "LAKEML_FAILPOINTS": failpoints}
-    env.pop("PYSPARK_GATEWAY_PORT", None)
-    proc = subprocess.Popen(
+def start_lakeml(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """`lakeml *args` in a child process of its own (its own process group: the JVM dies
+    with it), with `env` added to this environment, output and errors on one pipe."""
+    child_env = {**os.environ, **env}
+    child_env.pop("PYSPARK_GATEWAY_PORT", None)  # a driver of its own, not the suite's
+    return subprocess.Popen(
         [sys.executable, "-m", "lakeml.cli", *args],
         cwd=ROOT,
-        env=env,
+        env=child_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,  # its own process group: the JVM dies with it
+        start_new_session=True,
     )
+
+
+def killed_run(args: list[str], marker: str, failpoints: str = "", timeout: int = 600) -> str:
+    """Run `lakeml *args`, SIGKILL it at the first output line containing `marker`, and
+    return its output up to there. Fails if the run ends before the marker shows."""
+    proc = start_lakeml(args, {"LAKEML_FAILPOINTS": failpoints})
     seen = []
     try:
         assert proc.stdout is not None
@@ -63,24 +69,11 @@ def raced_runs(
     """Start `runs` processes of `lakeml *args` at once, hold each just before its write to
     `table` (the failpoint `write <table>`), release them together once all are there, and
     return each one's (exit status, output). Their commits to `table` then race."""
-    env = {
-        **os.environ,
+    armed = {
         "LAKEML_FAILPOINTS": f"write {table},retry {table}",
         "LAKEML_FAILPOINTS_RELEASE": str(release),
     }
-    env.pop("PYSPARK_GATEWAY_PORT", None)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "lakeml.cli", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        for _ in range(runs)
-    ]
+    procs = [start_lakeml(args, armed) for _ in range(runs)]
     outputs: list[list[str]] = [[] for _ in procs]
     held = [threading.Event() for _ in procs]
 

@@ -14,8 +14,6 @@ here is built-in Column functions over the transformed rows: no UDF, no collect.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
@@ -148,12 +146,6 @@ def all_contributions(model: PipelineModel, transformed: DataFrame) -> dict[str,
     if contributions is None:
         return None
     return grouped(contributions, slot_names(transformed))
-
-
-def supported(model: Any) -> bool:
-    """Whether this model type gets reasons (xgboost, logistic regression)."""
-    last = model.stages[-1] if hasattr(model, "stages") else None
-    return last is not None and (hasattr(last, "get_booster") or hasattr(last, "coefficients"))
 
 
 def global_drivers(model: PipelineModel, rows: DataFrame, top: int = 20) -> pd.DataFrame | None:
