@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from lakeml.core.config import TableSourceConfig, load_config
 from lakeml.core.config_load import SPARK_TYPES
 from lakeml.core.errors import LakemlError
 from lakeml.ingest import customer_table as snapshot_table
+from lakeml.training import trainset
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 TELCO = TableSourceConfig(
@@ -207,3 +209,92 @@ def test_missing_configured_column_is_a_clear_error(spark: SparkSession) -> None
     raw = spark.createDataFrame(RAW, RAW_SCHEMA).drop("Churn")
     with pytest.raises(LakemlError, match="no column\\(s\\) Churn"):
         snapshot_table.clean(raw, TELCO, "snapshot_date")
+
+
+def test_delta_names_replace_the_characters_delta_cannot_store(spark: SparkSession) -> None:
+    raw = spark.createDataFrame([("1", "2")], "`Area code` string, `a,b=c` string")
+    assert snapshot_table.with_delta_names(raw).columns == ["Area_code", "a_b_c"]
+    named = snapshot_table.named_for_delta(
+        TableSourceConfig(entity_col="id", label_col="Churn flag", types={"Area code": "int"})
+    )
+    assert (named.label_col, named.types) == ("Churn_flag", {"Area_code": "int"})
+
+
+def test_an_id_made_from_the_row_is_a_hash_of_its_values(spark: SparkSession) -> None:
+    raw = spark.createDataFrame(
+        [("KS", "415", "a.csv"), ("OH", " ", "b.csv"), ("KS", "415", "b.csv")],
+        "State string, Area_code string, file string",
+    )
+    ids = snapshot_table.with_row_id(raw, "row_id", exclude=("file",))
+    assert ids.columns == ["row_id", "State", "Area_code", "file"]
+    # The values as JSON (a blank is missing, so left out), SHA-256, first 20 hex digits;
+    # the file name is not hashed, so the same row in two files gets one id.
+    ks = hashlib.sha256(b'{"State":"KS","Area_code":"415"}').hexdigest()[:20]
+    oh = hashlib.sha256(b'{"State":"OH"}').hexdigest()[:20]
+    assert [r["row_id"] for r in ids.collect()] == [ks, oh, ks]
+    with pytest.raises(LakemlError, match="entity_from_row makes the column 'State'"):
+        snapshot_table.with_row_id(raw, "State")
+
+
+def test_a_table_shipped_as_train_and_test_files_without_ids(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    header = "Account length,Area code,Churn\n"
+    # 40 subscribers to learn from (every third churned), 2 to test on.
+    learn = [f"{100 + i},{(415, 408)[i % 2]},{('FALSE', 'TRUE')[i % 3 == 0]}" for i in range(40)]
+    (folder / "part-80.csv").write_text(header + "\n".join(learn) + "\n")
+    (folder / "part-20.csv").write_text(header + "84,408,TRUE\n75,510,FALSE\n")
+    (folder / "README.md").write_text("not a table\n")
+    cfg = load_config(
+        CONF,
+        [
+            f"storage.root={tmp_path / 'root'}",
+            "source.kind=table",
+            f"source.path={folder}",
+            "source.table.options={header: 'true', pathGlobFilter: 'part-*.csv'}",
+            "source.table.entity_from_row=true",
+            "source.table.entity_col=subscriber_id",
+            "source.table.file_name_col=source_file",
+            "source.table.label_col=Churn",
+            "source.table.positive_values=['TRUE']",
+            "source.table.snapshot_date=2020-01-31",
+            "source.table.types={Account length: int}",
+            "train.entity_col=subscriber_id",
+            "train.categorical_cols=[Area_code]",
+            "train.split={method: column, column: source_file, test_values: [part-20.csv]}",
+        ],
+    )
+    paths = {name: cfg.table(name) for name in ("silver", "quarantine", "features", "labels")}
+    t = cfg.source.table
+    result = snapshot_table.update(spark, t, str(folder), "snapshot_date", "churned", paths)
+    assert (result.input_rows, result.silver_rows, result.quarantined) == (42, 42, 0)
+    features = storage.read(spark, paths["features"])
+    assert features.columns == [
+        "subscriber_id", "snapshot_date", "Account_length", "Area_code", "source_file"
+    ]  # fmt: skip
+    rows = {r["Account_length"]: r for r in features.collect()}
+    assert {a: r["source_file"] for a, r in rows.items()} == {
+        **{100 + i: "part-80.csv" for i in range(40)},
+        84: "part-20.csv",
+        75: "part-20.csv",
+    }
+    assert (
+        rows[84]["subscriber_id"]
+        == hashlib.sha256(b'{"Account_length":"84","Area_code":"408","Churn":"TRUE"}').hexdigest()[
+            :20
+        ]
+    )
+    labels = {
+        r["subscriber_id"]: r["churned"] for r in storage.read(spark, paths["labels"]).collect()
+    }
+    assert sum(labels[r["subscriber_id"]] for r in rows.values()) == 14 + 1  # i = 0, 3, .., 39
+
+    # The shipped split is kept: exactly the second file's rows test.
+    ts = trainset.load_training_set(spark, cfg.train, paths["features"], paths["labels"])
+    test_ids = {r["subscriber_id"] for r in ts.window(trainset.TEST).collect()}
+    ts.cached.unpersist()
+    assert test_ids == {rows[84]["subscriber_id"], rows[75]["subscriber_id"]}
+    assert ts.spec.columns == ["Account_length", "Area_code"]  # the file name is no feature
+    assert ts.split.as_tags()["split_test_values"] == '["part-20.csv"]'

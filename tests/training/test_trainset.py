@@ -10,6 +10,7 @@ from pyspark.sql import types as T
 
 from lakeml.core.config import TrainConfig, load_config
 from lakeml.core.errors import LakemlError
+from lakeml.scoring import drift as monitor
 from lakeml.training.trainset import (
     SPLIT_COL,
     WEIGHT_COL,
@@ -271,3 +272,38 @@ def test_random_split_fractions_must_leave_rows_in_every_window(
                 f"train.split.validation_fraction={validation_fraction}",
             ],
         )
+
+
+def test_a_column_split_needs_its_column_and_test_values():
+    with pytest.raises(LakemlError, match=r"train\.split.*needs split\.column"):
+        load_config(CONF, ["train.split.method=column", "train.split.column=file"])
+
+
+def test_a_column_split_tests_the_rows_holding_a_test_value(spark):
+    # Customer i came from file b.csv when i % 4 == 0, else from a.csv.
+    rows = [(f"c{i:03d}", D[0], "b.csv" if i % 4 == 0 else "a.csv") for i in range(200)]
+    df = spark.createDataFrame(rows, "user_id string, snapshot_date date, file string")
+    split = Split((D[0],), (D[0],), (D[0],), "column", 0.0, 0.25, 7, "file", ("b.csv",))
+    windows = {
+        r["user_id"]: r[SPLIT_COL]
+        for r in assign_split(df, split, "snapshot_date", "user_id").collect()
+    }
+    assert {u for u, w in windows.items() if w == "test"} == {r[0] for r in rows if r[2] == "b.csv"}
+    validation = sum(w == "validation" for w in windows.values())
+    # 150 draws at 0.25: within 3 standard deviations (15.9) of 37.5.
+    assert abs(validation - 37.5) < 16
+    # The file column is never a feature.
+    schema = T.StructType([*FEATURES.fields, T.StructField("file", T.StringType())])
+    column_split = load_config(
+        CONF,
+        [
+            "train.categorical_cols=[gender]",
+            "train.split={method: column, column: file, test_values: [b.csv]}",
+        ],
+    ).train
+    assert feature_spec(schema, column_split).columns == ["songs_7d", "gender"]
+
+    # Drift rebuilds exactly these train rows from the version's tags.
+    tags = {**split.as_tags(), "entity_col": "user_id"}
+    rebuilt = {r["user_id"] for r in df.where(monitor.hashed_train_rows(tags)).collect()}
+    assert rebuilt == {u for u, w in windows.items() if w == "train"}

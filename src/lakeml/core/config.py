@@ -122,6 +122,10 @@ class TableSourceConfig(_Section):
     positive_values: list[Text] = Field(default_factory=lambda: ["Yes", "yes", "1", "true"])
     types: dict[Text, SparkType] = Field(default_factory=dict)
     drop_cols: list[Text] = Field(default_factory=list)
+    # A table without an id column: entity_col is made from a hash of each row's values.
+    entity_from_row: bool = False
+    # A column holding the name of the file each row came from (e.g. a shipped split).
+    file_name_col: Text = ""
 
 
 class SourceConfig(_Section):
@@ -201,14 +205,25 @@ class SplitConfig(_Section):
     """Out-of-time split: the latest labelled snapshots test, the ones before validate.
 
     `random` (for a table with a single snapshot) splits entities at random by fractions.
+    `column` keeps a split the data ships with: rows whose `column` holds one of
+    `test_values` test; of the others, `validation_fraction` of the entities (at random)
+    validate and the rest train.
     """
 
     KEY = "train.split"
-    method: Literal["out_of_time", "random"] = Field("out_of_time", title="split method")
+    method: Literal["out_of_time", "random", "column"] = Field("out_of_time", title="split method")
     test_snapshots: int = Field(1, ge=1)
     validation_snapshots: int = Field(1, ge=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1)
+    column: Text = ""
+    test_values: list[Text] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _column_is_named(self) -> SplitConfig:
+        if self.method == "column" and not (self.column and self.test_values):
+            raise rule("", "method column needs split.column and split.test_values")
+        return self
 
     @model_validator(mode="after")
     def _leaves_rows_to_train_on(self) -> SplitConfig:

@@ -5,6 +5,12 @@ is the entity, which the label and its positive values, which columns are number
 that cannot be read as their configured type send the row to quarantine with the rule;
 blank strings are missing values; exact duplicate rows are dropped and counted; different
 rows for one entity and snapshot all go to quarantine (which one is true is unknown).
+
+Column names are kept except for the characters Delta cannot store in a name (` ,;{}()=`,
+tabs, newlines), which become `_` (`Account length` -> `Account_length`); config may name
+a column either way. A table without an id column gets one from a hash of each row's values
+(`entity_from_row`), and a table shipped as several files (train and test) can keep each
+row's file name in a column (`file_name_col`) for `train.split.method: column`.
 """
 
 from __future__ import annotations
@@ -38,6 +44,51 @@ def spark_type(name: str) -> T.DataType:
     """The DataType of a validated `source.table.types` value (`int`, `decimal(10,2)`)."""
     decimal = re.fullmatch(r"decimal\((\d+),(\d+)\)", name)
     return T.DecimalType(int(decimal[1]), int(decimal[2])) if decimal else _TYPES[name]
+
+
+_DELTA_FORBIDDEN = re.compile(r"[ ,;{}()\n\t=]")
+# Hex digits of the SHA-256 kept for an id made from a row: 80 bits, so a collision among
+# a billion rows has odds of about 4e-7.
+ROW_ID_HEX = 20
+
+
+def delta_name(name: str) -> str:
+    """`name` with each character Delta cannot store in a column name replaced by `_`."""
+    return _DELTA_FORBIDDEN.sub("_", name)
+
+
+def with_delta_names(raw: DataFrame) -> DataFrame:
+    """The table with Delta-storable column names (see `delta_name`)."""
+    return raw.toDF(*[delta_name(c) for c in raw.columns])
+
+
+def named_for_delta(t: TableSourceConfig) -> TableSourceConfig:
+    """The table config with every column name it holds written as `delta_name` does."""
+    return t.model_copy(
+        update={
+            "entity_col": delta_name(t.entity_col),
+            "snapshot_col": delta_name(t.snapshot_col),
+            "label_col": delta_name(t.label_col),
+            "types": {delta_name(c): v for c, v in t.types.items()},
+            "drop_cols": [delta_name(c) for c in t.drop_cols],
+            "file_name_col": delta_name(t.file_name_col),
+        }
+    )
+
+
+def with_row_id(raw: DataFrame, id_col: str, exclude: tuple[str, ...] = ()) -> DataFrame:
+    """Add `id_col`: a hash of the row's values (read as text, blanks as missing), so the
+    same row gets the same id on every run and from any file. Columns in `exclude` (such as
+    the file name) are not hashed."""
+    if id_col in raw.columns:
+        raise LakemlError(
+            f"source.table.entity_from_row makes the column {id_col!r}, but the table has one; "
+            "set entity_from_row to false or name another source.table.entity_col"
+        )
+    values = F.to_json(
+        F.struct(*[_blank_to_null(c).alias(c) for c in raw.columns if c not in exclude])
+    )
+    return raw.select(F.substring(F.sha2(values, 256), 1, ROW_ID_HEX).alias(id_col), "*")
 
 
 def _blank_to_null(name: str) -> Column:
@@ -152,8 +203,19 @@ class TableResult:
 
 
 def _read(spark: SparkSession, t: TableSourceConfig, path: str) -> DataFrame:
+    """The table as Spark reads it, plus the file name column when one is configured."""
     try:
-        return spark.read.format(t.format).options(**t.options).load(path)
+        raw = spark.read.format(t.format).options(**t.options).load(path)
+        if t.file_name_col:
+            if t.file_name_col in raw.columns:
+                raise LakemlError(
+                    f"source.table.file_name_col {t.file_name_col!r} is already a column of "
+                    "the table; name another"
+                )
+            raw = raw.select("*", F.col("_metadata.file_name").alias(t.file_name_col))
+        return raw
+    except LakemlError:
+        raise
     except Exception as exc:  # Spark raises AnalysisException subclasses for missing paths
         message = f"cannot read a {t.format} table at {path!r}: {exc}".splitlines()[0]
         raise LakemlError(message) from None
@@ -186,8 +248,10 @@ def update(
     and the writes count the rows they write, so input = kept + quarantined + duplicates is
     a check of what was written and not an identity.
     """
-    t = source
-    raw = _read(spark, t, input_path)
+    t = named_for_delta(source)
+    raw = with_delta_names(_read(spark, t, input_path))
+    if t.entity_from_row:
+        raw = with_row_id(raw, t.entity_col, exclude=(t.file_name_col,))
     # One shuffle by entity serves both windows below (both keys include it). Not by the
     # snapshot too: a snapshot date from config is a constant, which clusters nothing.
     checked = clean(raw, t, snapshot_col).repartition(t.entity_col)

@@ -11,6 +11,7 @@ restricted to its training snapshots, all read from the model version's lineage 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -244,7 +245,10 @@ def training_window(
             f"({first_line(exc)}); "
             "was the table vacuumed or moved?"
         ) from None
-    absent = [f for f in [snapshot_col, *features] if f not in columns]
+    split_col = (
+        [tags.get(tag.SPLIT_COLUMN, "")] if tags.get(tag.SPLIT_METHOD) == trainset.COLUMN else []
+    )
+    absent = [f for f in [snapshot_col, *split_col, *features] if f not in columns]
     if absent:
         raise LakemlError(f"the training features {path} lack columns {', '.join(absent)}")
     try:
@@ -255,25 +259,32 @@ def training_window(
             "list of YYYY-MM-DD dates"
         ) from None
     window = df.filter(F.col(snapshot_col).cast("date").isin(dates))
-    if tags.get(tag.SPLIT_METHOD) == trainset.RANDOM:
-        window = window.filter(random_train_rows(tags))
+    if tags.get(tag.SPLIT_METHOD) in (trainset.RANDOM, trainset.COLUMN):
+        window = window.filter(hashed_train_rows(tags))
     return window.select(*features)
 
 
-def random_train_rows(tags: dict[str, str]) -> Column:
-    """The train window of a random split, from its `split_fractions` and `entity_col` tags."""
+def hashed_train_rows(tags: dict[str, str]) -> Column:
+    """The train window of a random or column split, from its `split_fractions`,
+    `entity_col` (and for a column split `split_column`, `split_test_values`) tags."""
+    method = tags.get(tag.SPLIT_METHOD)
     try:
         parts = dict(p.split("=", 1) for p in tags[tag.SPLIT_FRACTIONS].split(","))
         cut = float(parts["test"]) + float(parts["validation"])
         seed = int(parts["seed"])
         entity = tags[tag.ENTITY_COL]
+        if method == trainset.COLUMN:
+            column, test_values = tags[tag.SPLIT_COLUMN], json.loads(tags[tag.SPLIT_TEST_VALUES])
     except (KeyError, ValueError):
         raise LakemlError(
-            f"the model version's random-split tags (split_fractions="
+            f"the model version's {method}-split tags (split_fractions="
             f"{tags.get(tag.SPLIT_FRACTIONS)!r}, entity_col={tags.get(tag.ENTITY_COL)!r}) are "
             "incomplete, so its training rows are unknown"
         ) from None
-    return trainset.entity_bucket(entity, seed) >= F.lit(cut)
+    rows = trainset.entity_bucket(entity, seed) >= F.lit(cut)
+    if method == trainset.COLUMN:
+        rows = rows & ~F.col(column).cast("string").isin(*test_values)
+    return rows
 
 
 def metric_key(text: str) -> str:

@@ -13,12 +13,15 @@ FEATURES_PATH = "features_path"
 FEATURES_VERSION = "features_version"
 LABELS_PATH = "labels_path"
 LABELS_VERSION = "labels_version"
-# The split: snapshot dates of each window, the method, and a random split's fractions.
+# The split: snapshot dates of each window, the method, a random or column split's fractions
+# and seed, and a column split's column and test values.
 TRAIN_SNAPSHOTS = "train_snapshots"
 VALIDATION_SNAPSHOTS = "validation_snapshots"
 TEST_SNAPSHOTS = "test_snapshots"
 SPLIT_METHOD = "split_method"
 SPLIT_FRACTIONS = "split_fractions"
+SPLIT_COLUMN = "split_column"
+SPLIT_TEST_VALUES = "split_test_values"  # a JSON list
 # The gate and the model's headline facts.
 GATE_DECISION = "gate_decision"
 GATE_REASONS = "gate_reasons"

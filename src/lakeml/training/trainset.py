@@ -9,11 +9,16 @@ Random (for a customer table with a single snapshot, where there is no "later"):
 assigned to test / validation / train by a seeded hash of their id, in the configured
 fractions. The same entity is in the same window on every snapshot and every rerun.
 
+By column (for a table that ships its own split, e.g. train and test files): rows whose
+split column holds a test value test; the others are divided by the entity hash into
+validation and train.
+
 The Delta versions read are recorded, so a run's training set can be rebuilt exactly later.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date
 
@@ -29,7 +34,7 @@ from lakeml.tracking import tags
 SPLIT_COL = "_lakeml_split"
 WEIGHT_COL = "_lakeml_weight"
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
-OUT_OF_TIME, RANDOM = "out_of_time", "random"
+OUT_OF_TIME, RANDOM, COLUMN = "out_of_time", "random", "column"
 # Hash buckets for the random split: fractions are honoured to 1e-6.
 BUCKETS = 1_000_000
 NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType)
@@ -47,6 +52,8 @@ class Split:
     test_fraction: float = 0.0
     validation_fraction: float = 0.0
     seed: int = 0
+    column: str = ""  # a COLUMN split: the column and its values that mean test
+    test_values: tuple[str, ...] = ()
 
     def windows(self) -> tuple[tuple[str, tuple[date, ...]], ...]:
         """(window name, its snapshot dates): train, validation, test."""
@@ -57,10 +64,13 @@ class Split:
             tags.snapshots_tag(w): ",".join(d.isoformat() for d in ds) for w, ds in self.windows()
         }
         out[tags.SPLIT_METHOD] = self.method
-        if self.method == RANDOM:
+        if self.method in (RANDOM, COLUMN):
             out[tags.SPLIT_FRACTIONS] = (
                 f"test={self.test_fraction},validation={self.validation_fraction},seed={self.seed}"
             )
+        if self.method == COLUMN:
+            out[tags.SPLIT_COLUMN] = self.column
+            out[tags.SPLIT_TEST_VALUES] = json.dumps(list(self.test_values))
         return out
 
 
@@ -111,8 +121,11 @@ class TrainingSet:
 
 
 def feature_spec(schema: T.StructType, train: TrainConfig) -> FeatureSpec:
-    """Feature columns = every column except keys, label and `exclude_cols`, typed checked."""
+    """Feature columns = every column except keys, label, `exclude_cols` and a split column,
+    type checked."""
     skip = {train.entity_col, train.snapshot_col, train.label_col, *train.exclude_cols}
+    if train.split.method == COLUMN:
+        skip.add(train.split.column)
     fields = [f for f in schema.fields if f.name not in skip and not f.name.startswith("_lakeml")]
     names = {f.name for f in fields}
     missing = [c for c in train.categorical_cols if c not in names]
@@ -179,6 +192,27 @@ def split_random(
     return Split(dates, dates, dates, RANDOM, test_fraction, validation_fraction, seed)
 
 
+def split_by_column(
+    labelled: list[date], column: str, test_values: list[str], validation_fraction: float, seed: int
+) -> Split:
+    """Every labelled snapshot in each window; test rows are those whose `column` holds one
+    of `test_values`, the others are divided by entity hash (`assign_split`)."""
+    dates = split_random(labelled, 0.0, validation_fraction, seed).train
+    return Split(
+        dates, dates, dates, COLUMN, 0.0, validation_fraction, seed, column, tuple(test_values)
+    )
+
+
+def split_for(labelled: list[date], t: TrainConfig) -> Split:
+    """The configured split of the labelled snapshots."""
+    s = t.split
+    if s.method == RANDOM:
+        return split_random(labelled, s.test_fraction, s.validation_fraction, t.seed)
+    if s.method == COLUMN:
+        return split_by_column(labelled, s.column, s.test_values, s.validation_fraction, t.seed)
+    return split_snapshots(labelled, s.test_snapshots, s.validation_snapshots)
+
+
 def entity_bucket(entity_col: str, seed: int) -> Column:
     """A stable pseudo-random number in [0, 1) per entity id (xxhash64 with the seed)."""
     hashed = F.xxhash64(F.col(entity_col).cast("string"), F.lit(seed))
@@ -205,15 +239,22 @@ def assign_split(
 ) -> DataFrame:
     """Add SPLIT_COL (train | validation | test): from the snapshot date out of time, from
     the entity's hash bucket for a random split."""
-    if split.method == RANDOM:
+    if split.method in (RANDOM, COLUMN):
         if entity_col is None:
-            raise ValueError("a random split needs the entity column")
+            raise ValueError(f"a {split.method} split needs the entity column")
         u = entity_bucket(entity_col, split.seed)
         window = (
             F.when(u < F.lit(split.test_fraction), F.lit(TEST))
             .when(u < F.lit(split.test_fraction + split.validation_fraction), F.lit(VALIDATION))
             .otherwise(F.lit(TRAIN))
         )
+        if split.method == COLUMN:
+            is_test = F.col(split.column).cast("string").isin(*split.test_values)
+            window = F.when(is_test, F.lit(TEST)).otherwise(
+                F.when(u < F.lit(split.validation_fraction), F.lit(VALIDATION)).otherwise(
+                    F.lit(TRAIN)
+                )
+            )
     else:
         snap = F.col(snapshot_col)
         window = (
@@ -235,7 +276,8 @@ def _check_columns(df: DataFrame, path: str, needed: list[str], what: str) -> No
     if missing:
         raise LakemlError(
             f"the {what} table at {path} lacks column(s) {', '.join(missing)}; check "
-            "train.entity_col / snapshot_col / label_col or rebuild it with `lakeml features`"
+            "train.entity_col / snapshot_col / label_col / split.column or rebuild it with "
+            "`lakeml features`"
         )
 
 
@@ -319,7 +361,8 @@ def load_training_set(
     features = storage.read(spark, f_path, version=f_version)
     labels = storage.read(spark, l_path, version=l_version)
     keys = [t.entity_col, t.snapshot_col]
-    _check_columns(features, f_path, keys, "features")
+    split_col = [t.split.column] if t.split.method == COLUMN else []
+    _check_columns(features, f_path, [*keys, *split_col], "features")
     _check_columns(labels, l_path, [*keys, t.label_col], "labels")
     spec = feature_spec(features.schema, t)
 
@@ -329,20 +372,14 @@ def load_training_set(
     # than the rows: one partition per core is plenty.
     joined = (
         join_labels(features, labels, t)
-        .select(*keys, *spec.columns, t.label_col)
+        .select(*keys, *split_col, *spec.columns, t.label_col)
         .coalesce(max(1, spark.sparkContext.defaultParallelism))
         .persist()
     )
     stats = snapshot_stats(joined, t)
     try:
         check_stats(stats, t)
-        labelled = [s[t.snapshot_col] for s in stats]
-        if t.split.method == RANDOM:
-            split = split_random(
-                labelled, t.split.test_fraction, t.split.validation_fraction, t.seed
-            )
-        else:
-            split = split_snapshots(labelled, t.split.test_snapshots, t.split.validation_snapshots)
+        split = split_for([s[t.snapshot_col] for s in stats], t)
     except LakemlError:
         joined.unpersist()
         raise
