@@ -70,9 +70,15 @@ def _pipeline(spark: Any, cfg: Config, args: argparse.Namespace, report: Report)
     run_pipeline(spark, cfg, report, input_path=args.input, until=args.until)
 
 
+def _serve(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
+    from lakeml.pipeline import run_serve
+
+    run_serve(cfg, report, host=args.host, port=args.port)
+
+
 Command = Callable[[Any, Config, argparse.Namespace, Report], None]
 # Commands that only talk to MLflow need no SparkSession.
-NO_SPARK = {"models", "promote"}
+NO_SPARK = {"models", "promote", "serve"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="score",
         help="stop after this step (default: %(default)s)",
     )
+    p = add("serve", _serve, "serve scores and live predictions over HTTP (no JVM)")
+    p.add_argument("--host", help="address to bind (default: serve.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: serve.port, 8000)")
     return parser
 
 

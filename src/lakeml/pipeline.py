@@ -331,6 +331,26 @@ def run_models(cfg: Config, report: Report) -> None:
     )
 
 
+def run_serve(cfg: Config, report: Report, host: str | None, port: int | None) -> None:
+    """Serve the champion's scores and live predictions until interrupted."""
+    from lakeml.serving import server
+
+    host, port = host or cfg.serve.host, port if port is not None else cfg.serve.port
+
+    def ready(service: Any) -> None:
+        c = service.current
+        version = f"v{c.champion.version}" if c.champion else "none yet"
+        rows = len(c.scores) if c.scores else 0
+        report.progress(
+            "serve",
+            f"http://{host}:{port} ({cfg.mlflow.registered_model} {version}, {rows} scores; "
+            "docs at /docs)",
+        )
+
+    server.serve(cfg, connect_tracking(cfg), host, port, on_ready=ready)
+    report.add(serve={"host": host, "port": port})
+
+
 def run_promote(cfg: Config, report: Report, version: str, alias: str = "champion") -> None:
     """Point `alias` at `version` by hand (e.g. roll back the champion)."""
     from lakeml.registry import versions

@@ -319,6 +319,22 @@ class MonitorConfig(_Section):
     null_rate_threshold: Fraction = 0.1
 
 
+class ServeConfig(_Section):
+    """`lakeml serve`: where it listens, who may call it, how fresh its scores must be.
+
+    `token_env` names an environment variable holding a bearer token the /v1 routes then
+    require (the token itself never sits in config); empty: no token."""
+
+    KEY = "serve"
+    host: NonEmpty = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    token_env: Text = ""
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_rows: int = Field(1000, ge=1)
+    max_score_age_days: int = Field(8, ge=0)
+    refresh_seconds: float = Field(5.0, gt=0)
+
+
 class Config(_Section):
     storage: StorageConfig
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -330,6 +346,7 @@ class Config(_Section):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
 

@@ -1,0 +1,1 @@
+"""The prediction service: scores and live predictions over HTTP, without a JVM."""
