@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
 from lakeml.core.config import SparkConfig
 from lakeml.core.session import get_spark
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "local.yaml"
+XGB_USERS, XGB_SNAPSHOTS = 100, 6
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +32,33 @@ def spark() -> Iterator[SparkSession]:
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def xgboost_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Synthetic gold tables, an xgboost champion trained, gated and registered by
+    `run_train`, and its scores of the latest snapshot by `run_score`: built once for the
+    xgboost and the service tests. Tests that change it put it back."""
+    import io
+
+    from training.synthetic_gold import write_gold
+
+    from lakeml.core.config import load_config
+    from lakeml.core.report import Report
+    from lakeml.pipeline import run_score, run_train
+
+    root = tmp_path_factory.mktemp("xgboost-lake")
+    models = "train.models=[{type: xgboost, grid: {max_depth: [2], n_estimators: [60]}}]"
+    overrides = [f"storage.root={root}", models]
+    cfg = load_config(CONF, overrides)
+    write_gold(spark, cfg.table("features"), cfg.table("labels"), XGB_USERS, XGB_SNAPSHOTS)
+    out = io.StringIO()
+    trained = run_train(spark, cfg, Report("train", stream=out))
+    run_score(spark, cfg, Report("score", stream=io.StringIO()))
+    yield {
+        "cfg": cfg,
+        "overrides": overrides,
+        "users": XGB_USERS,
+        "trained": trained,
+        "train_output": out.getvalue(),
+    }

@@ -104,28 +104,20 @@ def test_a_grid_cannot_set_what_lakeml_wires() -> None:
         models.candidates([spec], "churned", WEIGHT_COL, 1)
 
 
-def test_an_xgboost_champion_is_logged_registered_and_scores_its_table(spark, tmp_path):
+def test_an_xgboost_champion_is_logged_registered_and_scores_its_table(spark, xgboost_lake):
     """Through the same run_train and run_score as every type: gated, registered, loaded
     back from MLflow as a Spark model, and its scores equal its own probabilities."""
-    import io
-
     import mlflow.spark
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
     from lakeml.core import storage
-    from lakeml.core.report import Report
-    from lakeml.pipeline import run_score, run_train
 
-    models_set = "train.models=[{type: xgboost, grid: {max_depth: [2], n_estimators: [60]}}]"
-    cfg = load_config(CONF, [f"storage.root={tmp_path}", models_set])
-    write_gold(spark, cfg.table("features"), cfg.table("labels"), USERS, SNAPSHOTS)
-    out = io.StringIO()
-    trained = run_train(spark, cfg, Report("train", stream=out))
+    # The lake (tests/conftest.py) ran run_train and run_score on synthetic gold tables.
+    cfg, trained = xgboost_lake["cfg"], xgboost_lake["trained"]
     assert trained["gate"]["decision"] == "promoted"
     assert trained["champion"]["test"]["roc_auc"] > 0.8
-    assert "training-logloss" not in out.getvalue()  # no line per boosting round
-    run_score(spark, cfg, Report("score", stream=io.StringIO()))
+    assert "training-logloss" not in xgboost_lake["train_output"]  # no line per boosting round
 
     scores = storage.read(spark, cfg.table("scores"))
     last = scores.agg(F.max("snapshot_date")).first()[0]
@@ -138,7 +130,7 @@ def test_an_xgboost_champion_is_logged_registered_and_scores_its_table(spark, tm
         .collect()
     }
     got = {r["user_id"]: r["churn_probability"] for r in scores.collect()}
-    assert got.keys() == expected.keys() and len(got) == USERS
+    assert got.keys() == expected.keys() and len(got) == xgboost_lake["users"]
     assert max(abs(got[u] - expected[u]) for u in got) < 1e-6
     # Reasons, read back by delta-rs: raw feature columns, at most score.reasons_top_k.
     from deltalake import DeltaTable
