@@ -54,10 +54,11 @@ dist/lakeml.zip: $(STAMP) src/lakeml $(shell find src/lakeml -type f -not -path 
 cluster-test: package ## the real standalone cluster + MLflow server tests (CI runs them after make test)
 	$(VENV)/bin/pytest -q tests/cluster --durations=5
 
-bench: $(STAMP) ## benchmarks: feature job and scoring as ratios over a plain Spark copy; xgboost vs Spark GBT
+bench: $(STAMP) ## benchmarks: feature job and scoring as ratios over a plain Spark copy; xgboost vs Spark GBT; the prediction service under load
 	$(PY) bench/feature_bench.py $(CONF)
 	@if [ -f bench/score_bench.py ]; then $(PY) bench/score_bench.py $(CONF); fi
 	$(PY) bench/xgboost_bench.py $(CONF)
+	$(PY) bench/serve_bench.py
 
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check src jobs tests bench

@@ -35,7 +35,12 @@ setup(
         # Model type xgboost: xgboost's own Spark estimator (xgboost.spark). The -cpu wheel,
         # not `xgboost`, which pulls a 350 MB NCCL package; 3.3+ needs Python 3.12.
         "xgboost-cpu>=3.2,<3.3",
+        # `lakeml serve`: the HTTP service (routes, request validation, OpenAPI docs) and
+        # the ASGI server that runs it; both come with mlflow already, declared as used.
+        "fastapi>=0.115",
+        "uvicorn>=0.30",
     ],
-    extras_require={"dev": ["chispa>=0.11", "pytest>=8", "ruff>=0.6"]},
+    # aiohttp: the load generator of bench/serve_bench.py (installed with mlflow too).
+    extras_require={"dev": ["chispa>=0.11", "pytest>=8", "ruff>=0.6", "aiohttp>=3.9"]},
     entry_points={"console_scripts": ["lakeml=lakeml.cli:entrypoint"]},
 )

@@ -134,9 +134,14 @@ def test_predict_equals_the_batch_scores_of_the_same_rows_and_version(served):
         p["predicted_churn"] == int(p["churn_probability"] >= threshold)
         for p in body["predictions"]
     )
-    for p in body["predictions"]:
-        c = [r["contribution"] for r in p["reasons"]]
-        assert c == sorted(c, reverse=True) and all(x > 0 for x in c) and len(c) <= 3
+    # The reasons equal the batch ones, computed by Spark from xgboost's pred_contrib_col.
+    batch_reasons = dict(zip(scores["user_id"], scores["reasons"], strict=True))
+    for p, r in zip(body["predictions"], rows, strict=True):
+        expected = list(batch_reasons[r["user_id"]])
+        assert [x["feature"] for x in p["reasons"]] == [x["feature"] for x in expected]
+        assert [x["value"] for x in p["reasons"]] == [x["value"] for x in expected]
+        for got_r, want in zip(p["reasons"], expected, strict=True):
+            assert got_r["contribution"] == pytest.approx(want["contribution"], abs=1e-4)
 
 
 def test_bad_requests_get_json_errors_and_the_service_keeps_serving(served):

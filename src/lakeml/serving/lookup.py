@@ -2,8 +2,10 @@
 
 The table is read once per Delta version (no JVM): the rows of its latest snapshot for the
 served registered model, the latest `scored_at` per entity winning (a version scored later
-supersedes an earlier one of the same snapshot). Lookups are one dict probe into
-column-wise arrays; measured memory per million entities is in the README.
+supersedes an earlier one of the same snapshot). Lookups are one dict probe into the rows'
+Arrow columns, turned into Python values for that one row only (the reasons of a million
+rows as Python objects would take about a gigabyte); memory per million entities is
+measured by `bench/serve_bench.py` and given in the README.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 COLUMNS = (
@@ -31,7 +34,7 @@ class ScoresIndex:
     snapshot: dt.date | None
     scored_at: dt.datetime | None  # when the latest of these scores was written
     positions: dict[str, int]
-    columns: dict[str, list[Any]]
+    columns: dict[str, pa.Array]
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -40,7 +43,7 @@ class ScoresIndex:
         i = self.positions.get(entity_id)
         if i is None:
             return None
-        row = {name: values[i] for name, values in self.columns.items()}
+        row = {name: values[i].as_py() for name, values in self.columns.items()}
         row["snapshot_date"] = row["snapshot_date"].isoformat()
         row["scored_at"] = row["scored_at"].isoformat()
         return {self.entity_col: entity_id, **row}
@@ -73,7 +76,7 @@ def load(path: str, entity_col: str, model_name: str) -> ScoresIndex:
         filters=[("model_name", "=", model_name)],
     )
     if data.num_rows == 0:
-        return ScoresIndex(path, version, entity_col, None, None, {}, {c: [] for c in COLUMNS})
+        return ScoresIndex(path, version, entity_col, None, None, {}, {})
     snapshot = pc.max(data["snapshot_date"]).as_py()
     data = data.filter(pc.equal(data["snapshot_date"], snapshot))
     # Oldest first, so the latest scored_at of an entity is written last and wins.
@@ -81,6 +84,6 @@ def load(path: str, entity_col: str, model_name: str) -> ScoresIndex:
     data = data.take(order)
     ids = data[entity_col].to_pylist()
     positions = {str(e): i for i, e in enumerate(ids)}
-    columns = {c: data[c].to_pylist() for c in COLUMNS}
+    columns = {c: data[c].combine_chunks() for c in COLUMNS}
     written = pc.max(data["scored_at"]).as_py()
     return ScoresIndex(path, version, entity_col, snapshot, written, positions, columns)
