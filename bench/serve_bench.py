@@ -182,6 +182,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--spark-requests", type=int, default=64)
+    parser.add_argument("--lakeml-only", action="store_true", help="skip mlflow and memory")
     args = parser.parse_args()
     import mlflow
     from deltalake import DeltaTable
@@ -220,6 +221,8 @@ def main() -> None:
             results["lakeml predict"] = run(load(base, predicts, args.requests, args.concurrency))
             show("lakeml predict", results)
 
+            if args.lakeml_only:
+                return
             client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri)
             version = client.get_model_version(cfg.mlflow.registered_model, "1")
             native_uri = version.tags["native_model_uri"]

@@ -1,7 +1,11 @@
-"""Row checks of the live predictor, by hand (no model needed)."""
+"""Row checks and encoding of the live predictor, by hand (no model needed)."""
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
+from lakeml.scoring import native
 from lakeml.serving.predictor import NativeModel, slot_columns, text
 
 MODEL = NativeModel(
@@ -53,3 +57,32 @@ def test_slot_groups_and_values_as_the_scores_table_writes_them():
     assert [text(v) for v in (3, 2.5, "F", True, None, float("nan"))] == [
         "3", "2.5", "F", "true", None, None
     ]  # fmt: skip
+
+
+def test_rows_as_dicts_encode_as_the_dataframe_path_does():
+    enc = {
+        "slots": [
+            {"column": "songs_7d", "kind": "numeric"},
+            {"column": "gender", "kind": "categorical"},
+            {"column": "trend", "kind": "numeric"},
+        ],
+        "labels": {"gender": ["F", "M", "X"]},
+        "drop_last": True,
+    }
+    rows = [
+        {"songs_7d": 3, "gender": "M", "trend": 0.25},
+        {"songs_7d": None, "gender": "unseen", "trend": -1},
+        {"songs_7d": 7, "gender": None, "trend": None},
+        {"songs_7d": 0, "gender": "X", "trend": 2.5},
+    ]
+    by_records = native.encode_records(rows, enc)
+    np.testing.assert_array_equal(by_records, native.encode(pd.DataFrame(rows), enc))
+    # By hand: [songs, F, M, X, trend]; unseen and missing categories are all zeros.
+    nan = np.nan
+    np.testing.assert_array_equal(
+        by_records,
+        np.array(
+            [[3, 0, 1, 0, 0.25], [nan, 0, 0, 0, -1], [7, 0, 0, 0, nan], [0, 0, 0, 1, 2.5]],
+            dtype=np.float32,
+        ),
+    )

@@ -84,6 +84,33 @@ def encode(frame: pd.DataFrame, enc: dict[str, Any]) -> np.ndarray:
     return matrix.astype(np.float32)
 
 
+def encode_records(records: list[dict[str, Any]], enc: dict[str, Any]) -> np.ndarray:
+    """`encode` for rows as dicts of checked JSON values (numbers, strings, booleans, None),
+    without building a DataFrame: what a service does for one or a few rows."""
+    n = len(records)
+    widths = [
+        1 if s["kind"] == "numeric" else len(enc["labels"][s["column"]]) + (not enc["drop_last"])
+        for s in enc["slots"]
+    ]
+    matrix = np.zeros((n, sum(widths)), dtype=np.float32)
+    start = 0
+    for slot, width in zip(enc["slots"], widths, strict=True):
+        name = slot["column"]
+        if slot["kind"] == "numeric":
+            for i, r in enumerate(records):
+                v = r.get(name)
+                matrix[i, start] = np.nan if v is None else float(v)
+        else:
+            lookup = {label: j for j, label in enumerate(enc["labels"][name])}
+            for i, r in enumerate(records):
+                v = r.get(name)
+                j = lookup.get(v, width) if isinstance(v, str) else width
+                if j < width:
+                    matrix[i, start + j] = 1.0
+        start += width
+    return matrix
+
+
 def probabilities(booster: Any, matrix: np.ndarray) -> np.ndarray:
     """P(churn) per row, with the rounds the Spark model predicts with."""
     best = booster.attributes().get("best_iteration")

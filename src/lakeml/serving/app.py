@@ -102,36 +102,63 @@ def create_app(
     metrics = Metrics()
     app.state.metrics = metrics
 
-    def version_header() -> dict[str, str]:
-        champion = service.current.champion
-        return {"X-Model-Version": f"{champion.name}/{champion.version}"} if champion else {}
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        started = time.perf_counter()
-        path = request.url.path
-        response = None
-        length = request.headers.get("content-length")
+    def refuse(scope: dict) -> JSONResponse | None:
+        """The answer to a request refused before it is read (size, token), if any."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
-            response = error(413, f"request body over serve.max_body_bytes ({max_body_bytes})")
-        elif length is None and request.method in ("POST", "PUT", "PATCH"):
-            response = error(411, "a Content-Length header is required")
-        elif token is not None and path.startswith("/v1/"):
-            given = request.headers.get("authorization", "")
+            return error(413, f"request body over serve.max_body_bytes ({max_body_bytes})")
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            return error(411, "a Content-Length header is required")
+        if token is not None and scope["path"].startswith("/v1/"):
+            given = headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                response = error(401, "missing or wrong bearer token")
-        if response is None:
+                return error(401, "missing or wrong bearer token")
+        return None
+
+    class Guard:
+        """Plain ASGI middleware: refuse early, name the version, count and time, and turn
+        any unexpected exception into a JSON 500 without a trace."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+            inner = self.inner
+            if scope["type"] != "http":
+                await inner(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status, started_response = 500, False
+            champion = service.current.champion
+            named = (
+                [(b"x-model-version", f"{champion.name}/{champion.version}".encode())]
+                if champion
+                else []
+            )
+
+            async def sending(message: dict) -> None:
+                nonlocal status, started_response
+                if message["type"] == "http.response.start":
+                    status, started_response = message["status"], True
+                    message = {**message, "headers": [*message.get("headers", []), *named]}
+                await send(message)
+
+            refused = refuse(scope)
             try:
-                response = await call_next(request)
-            except Exception:  # never a stack trace in a response
-                response = error(500, "internal error")
-        response.headers.update(version_header())
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics.observe(
-            template, request.method, response.status_code, time.perf_counter() - started
-        )
-        return response
+                if refused is not None:
+                    await refused(scope, receive, sending)
+                else:
+                    await inner(scope, receive, sending)
+            except Exception:
+                if started_response:
+                    raise
+                await error(500, "internal error")(scope, receive, sending)
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            metrics.observe(template, scope["method"], status, time.perf_counter() - started)
+
+    app.add_middleware(Guard)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -145,16 +172,16 @@ def create_app(
         return error(exc.status_code, str(exc.detail))
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz() -> JSONResponse:
+    async def readyz() -> JSONResponse:
         ok, why = service.ready(max_score_age_days, dt.datetime.now(dt.UTC))
         return JSONResponse({"ready": ok, "problems": why}, status_code=200 if ok else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    def prometheus() -> str:
+    async def prometheus() -> str:
         c = service.current
         gauges: dict[str, float] = {}
         if c.champion is not None:
@@ -168,14 +195,14 @@ def create_app(
         return metrics.render(gauges)
 
     @app.get("/v1/model")
-    def model() -> JSONResponse:
+    async def model() -> JSONResponse:
         champion = service.current.champion
         if champion is None:
             return error(503, f"no {service.alias} version of {service.model_name} is loaded")
         return JSONResponse(champion.describe())
 
     @app.get("/v1/scores/{entity_id}")
-    def score(entity_id: str) -> JSONResponse:
+    async def score(entity_id: str) -> JSONResponse:
         scores = service.current.scores
         if scores is None:
             return error(503, "the scores table is not loaded")
@@ -185,7 +212,7 @@ def create_app(
         return JSONResponse(row)
 
     @app.post("/v1/predict")
-    def predict(body: PredictRequest) -> JSONResponse:
+    async def predict(body: PredictRequest) -> JSONResponse:
         champion = service.current.champion
         if champion is None:
             return error(503, f"no {service.alias} version of {service.model_name} is loaded")

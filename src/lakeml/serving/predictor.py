@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from lakeml.scoring import native
 from lakeml.tracking import tags
@@ -84,8 +83,7 @@ class NativeModel:
 
     def predict(self, rows: list[dict[str, Any]], top_k: int) -> list[dict[str, Any]]:
         """Probability, label at the version's threshold and top-k reasons per checked row."""
-        frame = pd.DataFrame([{c: r.get(c) for c in self.features} for r in rows])
-        matrix = native.encode(frame, self.encoding)
+        matrix = native.encode_records(rows, self.encoding)
         p = native.probabilities(self.booster, matrix)
         reasons = self.reasons(rows, matrix, top_k) if top_k > 0 else [[] for _ in rows]
         return [
@@ -159,6 +157,9 @@ def load(client: Any, name: str, version: int) -> NativeModel:
             "artifact; live predictions need an xgboost champion (scores stay available)"
         )
     booster = mlflow.xgboost.load_model(t[tags.NATIVE_MODEL_URI])
+    # A request is a row or a few: one thread each is faster than a thread team, and the
+    # service's concurrency comes from serving requests side by side.
+    booster.set_param({"nthread": 1})
     enc = mlflow.artifacts.load_dict(t[tags.NATIVE_ENCODING])
     info = mlflow.models.get_model_info(f"models:/{name}/{version}")
     features = {s.name: getattr(s.type, "name", str(s.type)) for s in info.signature.inputs.inputs}
