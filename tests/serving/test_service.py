@@ -68,7 +68,7 @@ def served(xgboost_lake, tmp_path_factory):
     shutil.copytree(cfg.table("scores"), scores)
     port = free_port()
     env = {**os.environ, TOKEN_ENV: TOKEN, "PYTHONUNBUFFERED": "1"}
-    sets = [*xgboost_lake["overrides"], f"tables.scores={scores}", f"serve.token_env={TOKEN_ENV}"]
+    sets = [*xgboost_lake["overrides"], f"tables.scores={scores}", f"serve.auth_env={TOKEN_ENV}"]
     sets += ["serve.refresh_seconds=0.5"]
     command = [sys.executable, "-m", "lakeml.cli", "serve", "--conf", str(REPO / "conf/local.yaml")]
     command += [x for s in sets for x in ("--set", s)] + ["--port", str(port)]

@@ -107,6 +107,7 @@ def test_a_grid_cannot_set_what_lakeml_wires() -> None:
 def test_an_xgboost_champion_is_logged_registered_and_scores_its_table(spark, xgboost_lake):
     """Through the same run_train and run_score as every type: gated, registered, loaded
     back from MLflow as a Spark model, and its scores equal its own probabilities."""
+    import mlflow
     import mlflow.spark
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
@@ -115,6 +116,8 @@ def test_an_xgboost_champion_is_logged_registered_and_scores_its_table(spark, xg
 
     # The lake (tests/conftest.py) ran run_train and run_score on synthetic gold tables.
     cfg, trained = xgboost_lake["cfg"], xgboost_lake["trained"]
+    # Tests run since then may have pointed MLflow at their own stores.
+    mlflow.set_tracking_uri(cfg.tracking_uri)
     assert trained["gate"]["decision"] == "promoted"
     assert trained["champion"]["test"]["roc_auc"] > 0.8
     assert "training-logloss" not in xgboost_lake["train_output"]  # no line per boosting round
@@ -144,7 +147,6 @@ def test_an_xgboost_champion_is_logged_registered_and_scores_its_table(spark, xg
     }  # fmt: skip
     assert {e["feature"] for r in lists for e in r} <= raw
     # The global drivers on the test window: a table and a plot on the champion's run.
-    import mlflow
 
     run_id = trained["run_ids"]["xgboost"]
     client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri)

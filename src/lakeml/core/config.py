@@ -322,13 +322,13 @@ class MonitorConfig(_Section):
 class ServeConfig(_Section):
     """`lakeml serve`: where it listens, who may call it, how fresh its scores must be.
 
-    `token_env` names an environment variable holding a bearer token the /v1 routes then
+    `auth_env` names an environment variable holding a bearer token the /v1 routes then
     require (the token itself never sits in config); empty: no token."""
 
     KEY = "serve"
     host: NonEmpty = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    token_env: Text = ""
+    auth_env: Text = ""
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_rows: int = Field(1000, ge=1)
     max_score_age_days: int = Field(8, ge=0)

@@ -11,15 +11,15 @@ from lakeml.serving.state import Service
 
 
 def token(cfg: Config) -> str | None:
-    """The bearer token from the environment variable `serve.token_env` names, if any."""
-    name = cfg.serve.token_env
+    """The bearer token from the environment variable `serve.auth_env` names, if any."""
+    name = cfg.serve.auth_env
     if not name:
         return None
     value = os.environ.get(name, "")
     if not value:
         raise LakemlError(
-            f"serve.token_env names {name}, which is not set or empty; export it or set "
-            "serve.token_env to '' to serve without a token"
+            f"serve.auth_env names {name}, which is not set or empty; export it or set "
+            "serve.auth_env to '' to serve without a token"
         )
     return value
 
