@@ -8,9 +8,7 @@ trained and registered by `lakeml train`, its batch scores by `lakeml score`), s
 keep-alive connections (aiohttp), so the run stops by itself:
 - lookup: GET /v1/scores/<id> over the scored ids;
 - predict: POST /v1/predict with one feature row;
-the same again with ApacheBench (`ab`, when installed: one URL and body, little CPU of
-its own, so the server gets more of the cores); then the same single-row predictions to
-`mlflow models serve` (one worker, local env) on
+then the same single-row predictions to `mlflow models serve` (one worker, local env) on
 the registered Spark-flavor model and on the version's native xgboost model. Prints
 throughput, p50/p99 latency and errors for each, side by side. Server and load generator
 share this machine's cores. Also measures the service's memory per million scored entities
@@ -25,7 +23,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -101,32 +98,6 @@ async def load(url: str, bodies: list, requests: int, concurrency: int) -> dict:
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
         "errors": errors,
-    }
-
-
-def ab(url: str, body: dict | None, requests: int, concurrency: int, tmp: str) -> dict:
-    """The same load with ApacheBench (`ab`, keep-alive), which takes far less CPU than a
-    Python client: one URL and one body for every request."""
-    import re
-
-    command = ["ab", "-q", "-k", "-n", str(requests), "-c", str(concurrency), "-s", "60"]
-    if body is not None:
-        path = Path(tmp) / "body.json"
-        path.write_text(json.dumps(body))
-        command += ["-p", str(path), "-T", "application/json"]
-    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    number = r"\s*([\d.]+)"
-
-    def find(pattern: str) -> float:
-        return float(re.search(pattern + number, out).group(1))
-
-    non_2xx = re.search(r"Non-2xx responses:\s*(\d+)", out)
-    return {
-        "requests": int(find("Complete requests:")),
-        "per_second": find("Requests per second:"),
-        "p50_ms": find(r"\n\s*50%"),
-        "p99_ms": find(r"\n\s*99%"),
-        "errors": int(find("Failed requests:")) + (int(non_2xx.group(1)) if non_2xx else 0),
     }
 
 
@@ -249,15 +220,6 @@ def main() -> None:
             show("lakeml lookup", results)
             results["lakeml predict"] = run(load(base, predicts, args.requests, args.concurrency))
             show("lakeml predict", results)
-            if shutil.which("ab"):
-                n, c = args.requests, args.concurrency
-                url, body = base + lookups[0][0], None
-                results["lakeml lookup (ab)"] = ab(url, body, n, c, tmp)
-                show("lakeml lookup (ab)", results)
-                url, body = base + predicts[0][0], predicts[0][1]
-                results["lakeml predict (ab)"] = ab(url, body, n, c, tmp)
-                show("lakeml predict (ab)", results)
-
             if args.lakeml_only:
                 return
             client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri)

@@ -118,6 +118,7 @@ def test_an_xgboost_champion_is_logged_registered_and_scores_its_table(spark, xg
     cfg, trained = xgboost_lake["cfg"], xgboost_lake["trained"]
     # Tests run since then may have pointed MLflow at their own stores.
     mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_registry_uri(cfg.tracking_uri)
     assert trained["gate"]["decision"] == "promoted"
     assert trained["champion"]["test"]["roc_auc"] > 0.8
     assert "training-logloss" not in xgboost_lake["train_output"]  # no line per boosting round
