@@ -402,11 +402,12 @@ def print_human_summary(
 ) -> None:
     """What happened and where to look, for a person, before the JSON line."""
     t = features["tables"]
+    kept = "silver events" if cfg.source.kind == "events" else "silver rows"
     lines = [
         "",
         "lakeml pipeline summary",
         f"  raw rows read this run: {features['this_run']['bronze_rows']}",
-        f"  silver events: {t['silver']['rows']}, quarantined: {t['quarantine']['rows']}",
+        f"  {kept}: {t['silver']['rows']}, quarantined: {t['quarantine']['rows']}",
         f"  feature rows: {t['features']['rows']}, label rows: {t['labels']['rows']}",
         *[f"  {line}" for line in trained.get("summary_lines", [])],
         *[f"  {line}" for line in scored.get("summary_lines", [])],

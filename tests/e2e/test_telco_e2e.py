@@ -97,6 +97,8 @@ def test_a_customer_table_trains_registers_and_scores_by_configuration(
     assert main(["pipeline", "--conf", str(conf), *sets]) == 0
     out = capsys.readouterr()
     summary = json.loads(out.out.strip().splitlines()[-1])
+    # The summary for people speaks of rows, not events, for a customer table.
+    assert f"  silver rows: {CUSTOMERS}, quarantined: 0" in out.out.splitlines()
     cfg = load_config(conf, [f"storage.root={root}", f"source.path={source}"])
     assert cfg.spark.conf["spark.hadoop.fs.s3a.secret.key"] == secret  # the run had it
     assert secret not in out.out + out.err
