@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import os
 import socket
@@ -35,6 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "training"))
 
+from benchlib import run_lakeml  # noqa: E402
 from synthetic_gold import write_gold  # noqa: E402
 
 
@@ -110,17 +110,6 @@ def show(name: str, results: dict[str, dict]) -> None:
     )
 
 
-def lakeml(argv: list[str]) -> dict:
-    from lakeml.cli import main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = main(argv)
-    if status != 0:
-        sys.exit(f"lakeml {argv[0]} failed: {out.getvalue()[-2000:]}")
-    return json.loads(out.getvalue().strip().splitlines()[-1])
-
-
 def build_lake(root: str) -> tuple[list[str], dict]:
     from lakeml.core.config import load_config
     from lakeml.core.session import get_spark
@@ -131,8 +120,8 @@ def build_lake(root: str) -> tuple[list[str], dict]:
     spark = get_spark(cfg.spark)
     write_gold(spark, cfg.table("features"), cfg.table("labels"), 500, 6)
     flags = [x for s in sets for x in ("--set", s)]
-    lakeml(["train", "--conf", "conf/local.yaml", *flags])
-    lakeml(["score", "--conf", "conf/local.yaml", *flags])
+    run_lakeml(["train", "--conf", "conf/local.yaml", *flags])
+    run_lakeml(["score", "--conf", "conf/local.yaml", *flags])
     spark.stop()
     return sets, {"cfg": cfg}
 

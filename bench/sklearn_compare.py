@@ -13,18 +13,14 @@ xgboost's refit used (train + validation), and scores both on the same test rows
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
-import sys
 import tempfile
 import time
 
 import pandas as pd
+from benchlib import run_lakeml
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from lakeml.cli import main as lakeml
 from lakeml.core.config import load_config
 from lakeml.core.session import get_spark
 from lakeml.training import trainset
@@ -34,15 +30,6 @@ XGBOOST = (
     "train.models=[{type: xgboost, grid: {max_depth: [3, 5], n_estimators: [400], "
     "learning_rate: [0.05]}}]"
 )
-
-
-def run(argv: list[str]) -> dict:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = lakeml(argv)
-    if status != 0:
-        sys.exit(f"lakeml {argv[0]} failed ({status}):\n{out.getvalue()[-2000:]}")
-    return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -55,9 +42,9 @@ def main() -> None:
         cfg = load_config(args.conf, sets)
         spark = get_spark(cfg.spark)
         flags = [x for s in sets for x in ("--set", s)]
-        run(["features", "--conf", args.conf, *flags])
+        run_lakeml(["features", "--conf", args.conf, *flags])
         started = time.monotonic()
-        summary = run(["train", "--conf", args.conf, *flags])["train"]
+        summary = run_lakeml(["train", "--conf", args.conf, *flags])["train"]
         lakeml_seconds = time.monotonic() - started
         xgb = summary["champion"]["test"]
 

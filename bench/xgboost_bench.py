@@ -17,8 +17,6 @@ test window. Prints fit seconds, their ratio (GBT / xgboost) and test ROC/PR AUC
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 import tempfile
 import time
@@ -26,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "training"))
 
+from benchlib import run_lakeml  # noqa: E402
 from synthetic_gold import snapshot_dates, synthetic_frames, to_spark  # noqa: E402
 
-from lakeml.cli import main as lakeml  # noqa: E402
 from lakeml.core import storage  # noqa: E402
 from lakeml.core.config import ModelSpec, XGBoostConfig, load_config  # noqa: E402
 from lakeml.core.session import get_spark  # noqa: E402
@@ -67,10 +65,7 @@ def generated_tables(conf: str, users: int, root: Path) -> dict[str, str]:
     sets = ["--set", f"storage.root={root}", "--set", f"generate.users={users}"]
     for step in ("generate", "features"):
         started = time.monotonic()
-        with contextlib.redirect_stdout(io.StringIO()) as out:
-            status = lakeml([step, "--conf", conf, *sets])
-        if status != 0:
-            sys.exit(f"lakeml {step} failed ({status}):\n{out.getvalue()[-2000:]}")
+        run_lakeml([step, "--conf", conf, *sets])
         print(f"  lakeml {step} ({users} users): {time.monotonic() - started:.0f} s")
     cfg = load_config(conf, [f"storage.root={root}"])
     return {"features": cfg.table("features"), "labels": cfg.table("labels")}

@@ -56,6 +56,14 @@ def _io(stages: list[Any]) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
+def slot_width(slot: dict[str, Any], enc: dict[str, Any]) -> int:
+    """How many booster inputs a slot takes: 1 for a number; a categorical's labels, plus
+    one without drop_last (the unseen and null index)."""
+    if slot["kind"] == "numeric":
+        return 1
+    return len(enc["labels"][slot["column"]]) + (0 if enc["drop_last"] else 1)
+
+
 def encode(frame: pd.DataFrame, enc: dict[str, Any]) -> np.ndarray:
     """The booster's dense input matrix for `frame` (float32, NaN = missing).
 
@@ -75,7 +83,7 @@ def encode(frame: pd.DataFrame, enc: dict[str, Any]) -> np.ndarray:
         index = np.array(
             [lookup.get(v, len(labels)) if isinstance(v, str) else len(labels) for v in values]
         )
-        width = len(labels) + (0 if enc["drop_last"] else 1)
+        width = slot_width(slot, enc)
         onehot = np.zeros((n, width), dtype=np.float64)
         hit = index < width
         onehot[np.arange(n)[hit], index[hit]] = 1.0
@@ -88,10 +96,7 @@ def encode_records(records: list[dict[str, Any]], enc: dict[str, Any]) -> np.nda
     """`encode` for rows as dicts of checked JSON values (numbers, strings, booleans, None),
     without building a DataFrame: what a service does for one or a few rows."""
     n = len(records)
-    widths = [
-        1 if s["kind"] == "numeric" else len(enc["labels"][s["column"]]) + (not enc["drop_last"])
-        for s in enc["slots"]
-    ]
+    widths = [slot_width(s, enc) for s in enc["slots"]]
     matrix = np.zeros((n, sum(widths)), dtype=np.float32)
     start = 0
     for slot, width in zip(enc["slots"], widths, strict=True):

@@ -125,14 +125,8 @@ class NativeModel:
 
 def slot_columns(enc: dict[str, Any]) -> tuple[list[str], list[int]]:
     """The raw column of each group of booster slots, and each group's width."""
-    columns, widths = [], []
-    for slot in enc["slots"]:
-        columns.append(slot["column"])
-        if slot["kind"] == "numeric":
-            widths.append(1)
-        else:
-            widths.append(len(enc["labels"][slot["column"]]) + (0 if enc["drop_last"] else 1))
-    return columns, widths
+    slots = enc["slots"]
+    return [s["column"] for s in slots], [native.slot_width(s, enc) for s in slots]
 
 
 def text(value: Any) -> str | None:

@@ -127,19 +127,20 @@ class Service:
 
     def ready(self, max_age_days: int, now: dt.datetime) -> tuple[bool, list[str]]:
         """Ready: a champion is loaded and its scores were written at most `max_age_days`
-        ago."""
+        ago. The reasons when not, plus what the last refresh could not reach (a store or
+        table error keeps what is loaded, so it alone does not make the service unready)."""
         c = self.current
-        why = list(c.problems)
+        unready = []
         if c.champion is None:
-            why.append(f"no {self.alias} version of {self.model_name} loaded")
+            unready.append(f"no {self.alias} version of {self.model_name} loaded")
         if c.scores is None or c.scores.snapshot is None:
-            why.append(f"no scores of {self.model_name} in {self.scores_path}")
+            unready.append(f"no scores of {self.model_name} in {self.scores_path}")
         elif (age := c.scores.age_days(now)) is not None and age > max_age_days:
-            why.append(
+            unready.append(
                 f"the latest scores were written {age:.1f} days ago "
                 f"(serve.max_score_age_days is {max_age_days})"
             )
-        return (c.champion is not None and not why[len(c.problems) :]), why
+        return not unready, [*c.problems, *unready]
 
 
 def first_line(exc: BaseException) -> str:
