@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if spark is not None and created:
             spark.stop()
     report.finish()
-    return 0
+    return report.exit_status
 
 
 def fail(

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from lakeml.synthetic.generate import GenerateResult
 
 STEPS = ("features", "train", "score")
+# `lakeml pipeline` exit status when no model version passed the gate and none did before:
+# there is no champion, so scoring is skipped. Not an error (that is 1 or 2).
+NO_CHAMPION = 3
 
 
 def table_summary(spark: SparkSession, path: str) -> dict[str, Any]:
@@ -392,7 +395,17 @@ def run_pipeline(
         report.progress("generate", f"skipped: using the input at {source}")
     features = run_features(spark, cfg, report, input_path=input_path)
     trained = run_train(spark, cfg, report) if until != "features" else {}
-    scored = run_score(spark, cfg, report) if until == "score" else {}
+    scored: dict[str, Any] = {}
+    if until == "score" and not cfg.score.model_uri and trained["champion"]["version"] is None:
+        line = (
+            f"no champion: no version of {cfg.mlflow.registered_model} has passed the gate, "
+            f"so there is nothing to score with (exit status {NO_CHAMPION})"
+        )
+        report.progress("score", f"skipped: {line}")
+        report.add(score={"skipped": line})
+        report.exit_status = NO_CHAMPION
+    elif until == "score":
+        scored = run_score(spark, cfg, report)
     print_human_summary(cfg, features, trained, scored)
     return report.summary
 

@@ -43,8 +43,9 @@ CUSTOMERS = 800
 pytestmark = pytest.mark.e2e
 
 
-def telco_csv(path: Path) -> None:
-    """Rows shaped like the IBM Telco CSV; month-to-month contracts and short tenure churn."""
+def telco_csv(path: Path, signal: bool = True) -> None:
+    """Rows shaped like the IBM Telco CSV; month-to-month contracts and short tenure churn
+    (`signal=False`: churn at random, 27% of customers, whatever their columns say)."""
     rnd = random.Random(3)
     yes_no = ["Yes", "No"]
     with path.open("w", newline="") as f:
@@ -55,6 +56,7 @@ def telco_csv(path: Path) -> None:
             tenure = rnd.randint(0, 72)
             monthly = round(rnd.uniform(18, 118), 2)
             risk = (0.45 if contract == "Month-to-month" else 0.05) + (0.25 if tenure < 12 else 0)
+            risk = risk if signal else 0.27
             out.writerow(
                 [
                     f"{i:04d}-CUST",
@@ -120,3 +122,26 @@ def test_a_customer_table_trains_registers_and_scores_by_configuration(
     scores = storage.read(spark, cfg.table("scores"))
     assert scores.count() == CUSTOMERS
     assert scores.select("customerID").distinct().count() == CUSTOMERS
+
+
+def test_with_no_version_through_the_gate_the_pipeline_skips_scoring_with_status_3(
+    spark: SparkSession, tmp_path: Path, capsys
+) -> None:
+    source = tmp_path / "telco.csv"
+    telco_csv(source, signal=False)
+    root = tmp_path / "root"
+    sets = [f"storage.root={root}", f"source.path={source}"]
+    args = [a for kv in sets for a in ("--set", kv)]
+    assert main(["pipeline", "--conf", str(CONF), *args]) == 3
+    out = capsys.readouterr()
+    summary = json.loads(out.out.strip().splitlines()[-1])
+    assert summary["ok"] is True and summary["exit_status"] == 3
+    assert summary["train"]["gate"]["decision"] == "rejected"
+    assert summary["train"]["champion"]["version"] is None
+    skipped = [line for line in out.out.splitlines() if line.startswith("[lakeml] score: skipped")]
+    assert skipped == [
+        "[lakeml] score: skipped: no champion: no version of lakeml-telco-churn has passed the "
+        "gate, so there is nothing to score with (exit status 3)"
+    ]
+    assert out.err == ""
+    assert not (Path(load_config(CONF, sets).table("scores")) / "_delta_log").exists()

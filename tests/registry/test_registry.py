@@ -4,6 +4,7 @@ import io
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 
 from lakeml.core.config import GateConfig, load_config
@@ -13,13 +14,16 @@ from lakeml.pipeline import run_models, run_promote
 from lakeml.registry.gate import gate_decision
 from lakeml.registry.versions import alias_version
 from lakeml.tracking.store import connect
+from lakeml.training.evaluate import binary_metrics
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
-GATE = GateConfig(metric="areaUnderPR", margin=0.01, min_roc_auc=0.7, min_pr_auc=0.2)
+GATE = GateConfig(
+    metric="areaUnderPR", margin=0.01, min_roc_auc=0.7, min_pr_auc_lift=1.5, min_pr_auc=0.2
+)
 
 
-def metrics(roc: float, pr: float) -> dict[str, float]:
-    return {"roc_auc": roc, "pr_auc": pr}
+def metrics(roc: float, pr: float, base_rate: float = 0.1) -> dict[str, float]:
+    return {"roc_auc": roc, "pr_auc": pr, "base_rate": base_rate}
 
 
 def test_first_model_passing_the_floors_is_promoted():
@@ -71,8 +75,51 @@ def test_failing_an_absolute_floor_blocks_even_a_much_better_challenger():
 
 def test_gate_metric_roc_auc_compares_roc_auc():
     gate = GateConfig(metric="areaUnderROC", margin=0.01, min_roc_auc=0.7, min_pr_auc=0.2)
+    assert gate.min_pr_auc_lift == 1.5
     # ROC +0.05 passes even though PR AUC got worse
     assert gate_decision(metrics(0.85, 0.35), metrics(0.80, 0.40), gate, "3").promoted
+
+
+def test_the_pr_auc_floor_is_a_multiple_of_the_churn_rate():
+    # The eventsim-like case: 5.7% churn, PR AUC 0.159 = 2.79x the base rate.
+    result = gate_decision(metrics(0.735, 0.159, 0.057), None, GateConfig())
+    assert result.promoted, result.reasons
+    assert "0.1590 = 2.79x the churn rate 0.0570, >= gate.min_pr_auc_lift 1.5" in result.reasons[1]
+    # 0.07 / 0.057 = 1.23x: hardly better than calling customers at random.
+    result = gate_decision(metrics(0.735, 0.07, 0.057), None, GateConfig())
+    assert not result.promoted
+    assert "is below gate.min_pr_auc_lift 1.5" in result.reasons[1]
+
+
+def test_a_baseline_floor_asks_the_challenger_to_come_close_to_the_baseline():
+    gate = GateConfig(baseline_max_shortfall=0.02)
+    close = gate_decision(metrics(0.8, 0.39), None, gate, baseline=metrics(0.8, 0.40))
+    far = gate_decision(metrics(0.8, 0.35), None, gate, baseline=metrics(0.8, 0.40))
+    missing = gate_decision(metrics(0.8, 0.39), None, gate)
+    assert close.promoted and not far.promoted and not missing.promoted
+    assert "-0.0500, shortfall is below gate.baseline_max_shortfall 0.02" in far.reasons[2]
+
+
+def rare_churn_scores(seed: int, n: int = 4000, rate: float = 0.05) -> tuple:
+    """Labels at a 5% churn rate and scores carrying a modest signal (ROC AUC about 0.73)."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < rate).astype(int)
+    p = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + 0.9 * y - 3)))
+    return y, p
+
+
+def test_default_floors_accept_a_useful_rare_churn_model_and_reject_shuffled_labels():
+    y, p = rare_churn_scores(seed=7)
+    useful = binary_metrics(y, p, 0.5, [10.0])
+    shuffled = binary_metrics(np.random.default_rng(8).permutation(y), p, 0.5, [10.0])
+    # The figures the floors see, by a second method: ROC AUC as the share of
+    # (churner, stayer) pairs ranked right, PR AUC about the base rate when shuffled.
+    pos, neg = p[y == 1], p[y == 0]
+    assert useful["roc_auc"] == pytest.approx((pos[:, None] > neg[None, :]).mean(), abs=1e-9)
+    assert 0.68 < useful["roc_auc"] < 0.78 and 0.04 < useful["base_rate"] < 0.06
+    assert gate_decision(useful, None, GateConfig()).promoted
+    assert shuffled["pr_auc"] / shuffled["base_rate"] < 1.5
+    assert not gate_decision(shuffled, None, GateConfig()).promoted
 
 
 def test_a_champion_that_cannot_score_the_window_is_replaced_if_the_floors_pass():

@@ -249,14 +249,22 @@ class BaselineConfig(_Section):
 
 
 class GateConfig(_Section):
-    """A challenger becomes champion if it passes the absolute thresholds and beats the
-    champion's `metric` on the same test window by at least `margin`."""
+    """A challenger becomes champion if it passes the floors and beats the champion's
+    `metric` on the same test window by at least `margin`.
+
+    The floors fit any churn rate: `min_pr_auc_lift` is PR AUC over the test window's base
+    rate (a model that ranks at random scores about 1), `min_roc_auc` is 0.5 for random.
+    `min_pr_auc` is an absolute floor (0: off). `baseline_max_shortfall`, when set, also
+    asks the challenger's `metric` to come within that much of the scikit-learn baseline's
+    on the same rows (null: off)."""
 
     KEY = "train.gate"
     metric: Metric = Field("areaUnderPR", title="metric")
     margin: float = Field(0.01, ge=0)
-    min_roc_auc: Fraction = 0.7
-    min_pr_auc: Fraction = 0.2
+    min_roc_auc: Fraction = 0.65
+    min_pr_auc_lift: float = Field(1.5, ge=0)
+    min_pr_auc: Fraction = 0.0
+    baseline_max_shortfall: float | None = Field(None, ge=0)
 
 
 class XGBoostConfig(_Section):

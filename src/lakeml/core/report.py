@@ -23,6 +23,9 @@ class Report:
         self.summary: dict[str, Any] = {"command": command}
         self.stages_completed: list[str] = []
         self.failed_stage: str | None = None
+        # What the command exits with when it finishes without an error: 0, or a documented
+        # outcome that is not an error (e.g. no champion, a monitoring check failed).
+        self.exit_status = 0
         self._stream = stream or sys.stdout
         self._started = time.monotonic()
 
@@ -51,7 +54,9 @@ class Report:
 
     def finish(self) -> dict[str, Any]:
         """Print the JSON summary line of a success (the last line of stdout) and return it."""
-        self.summary.update(ok=True, stages_completed=self.stages_completed)
+        self.summary.update(
+            ok=True, exit_status=self.exit_status, stages_completed=self.stages_completed
+        )
         return self._print()
 
     def fail(self, error: str, exit_status: int, log: str | None = None) -> dict[str, Any]:

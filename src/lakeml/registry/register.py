@@ -102,6 +102,7 @@ def register_and_gate(
         reg.train.gate,
         champion.version if champion else None,
         champion_error,
+        base.test if base is not None else None,
     )
     reasons = "; ".join(result.reasons)
     contract = version_tags(reg, ts, winner, result.decision, reasons)
