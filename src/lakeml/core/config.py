@@ -171,6 +171,7 @@ class TablesConfig(_Section):
     labels: NonEmpty = "gold/churn_labels"
     scores: NonEmpty = "gold/churn_scores"
     drift: NonEmpty = "monitoring/feature_drift"
+    performance: NonEmpty = "monitoring/model_performance"
 
 
 class SnapshotConfig(_Section):
@@ -325,6 +326,10 @@ class MonitorConfig(_Section):
     psi_bins: int = Field(10, ge=2)
     psi_threshold: float = Field(0.2, ge=0)
     null_rate_threshold: Fraction = 0.1
+    # Realized performance: precision and lift among the top_k_pct% highest scores, and the
+    # expected calibration error over calibration_bins equal-width score bins.
+    top_k_pct: Percent = 10.0
+    calibration_bins: int = Field(10, ge=2)
 
 
 class ServeConfig(_Section):

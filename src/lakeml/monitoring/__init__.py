@@ -1,0 +1,1 @@
+"""After scoring: realized performance once labels mature, SLA checks, alerts, retraining."""
