@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
+from scoring_lake import Lake, build_lake
 
 from lakeml.core.config import SparkConfig
 from lakeml.core.session import get_spark
@@ -62,3 +63,9 @@ def xgboost_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) 
         "trained": trained,
         "train_output": out.getvalue(),
     }
+
+
+@pytest.fixture(scope="session")
+def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    """One lake (features, two registered models) for the scoring and monitoring tests."""
+    return build_lake(spark, tmp_path_factory.mktemp("lake"))

@@ -10,6 +10,7 @@ status 2, anything else with status 1 and the path of a log file with the traceb
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -76,6 +77,18 @@ def _serve(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) ->
     run_serve(cfg, report, host=args.host, port=args.port)
 
 
+def _monitor(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
+    from lakeml.pipeline import run_monitor
+
+    run_monitor(spark, cfg, report)
+
+
+def _retrain(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
+    from lakeml.pipeline import run_retrain
+
+    run_retrain(spark, cfg, report, force=args.force)
+
+
 Command = Callable[[Any, Config, argparse.Namespace, Report], None]
 # Commands that only talk to MLflow need no SparkSession.
 NO_SPARK = {"models", "promote", "serve"}
@@ -125,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="score",
         help="stop after this step (default: %(default)s)",
     )
+    add(
+        "monitor",
+        _monitor,
+        "realized performance, then SLA checks; exit 0 all hold, 1 a check failed, 2 an error",
+    )
+    p = add("retrain", _retrain, "train if the champion is too old, underperforms or drifted")
+    p.add_argument("--force", action="store_true", help="train whatever the policy says")
     p = add("serve", _serve, "serve scores and live predictions over HTTP (no JVM)")
     p.add_argument("--host", help="address to bind (default: serve.host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: serve.port, 8000)")
@@ -177,6 +197,9 @@ def fail(
         log = failures.write_log(exc, command, root, out.redact)
     tables = {} if cfg is None else {n: cfg.table(n) for n in type(cfg.tables).model_fields}
     failure = failures.describe(exc, tables, log)
+    if command == "monitor" and failure.status == 1:
+        # For monitor, 1 means a check failed: every error is 2.
+        failure = dataclasses.replace(failure, status=2)
     print(f"lakeml {command}: {out.redact(failure.line)}", file=sys.stderr, flush=True)
     report.fail(failure.message, failure.status, log)
     return failure.status

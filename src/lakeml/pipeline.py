@@ -315,7 +315,135 @@ def run_score(
     out = summary.score_summary(result, d)
     report.add(score=out, drift_warnings=d.warnings)
     lines = summary.score_lines(out, d, cfg.table("drift"))
-    return {**out, "drift_warnings": d.warnings, "summary_lines": lines}
+    realized = run_performance(spark, cfg, report, client)
+    return {**out, "drift_warnings": d.warnings, "realized": realized, "summary_lines": lines}
+
+
+def run_performance(
+    spark: SparkSession, cfg: Config, report: Report, client: Any = None
+) -> dict[str, Any]:
+    """Realized performance of every scored snapshot whose labels have matured and that has
+    no row yet: written to monitoring/model_performance and logged on each version's run."""
+    from lakeml.monitoring import performance
+
+    t = cfg.train
+    paths = {n: cfg.table(n) for n in ("scores", "labels", "performance")}
+    with report.stage("performance"):
+        p = performance.update(
+            spark,
+            paths,
+            (t.entity_col, t.snapshot_col, t.label_col),
+            cfg.monitor.top_k_pct,
+            cfg.monitor.calibration_bins,
+        )
+        if p.rows:
+            performance.log_to_mlflow(client or connect_tracking(cfg), p.rows)
+    for r in p.rows:
+        report.progress("performance", summary.realized_line(r))
+    if p.skipped:
+        report.progress("performance", p.skipped)
+    if p.waiting:
+        report.progress("performance", f"waiting for labels: {', '.join(p.waiting)}")
+    out = {
+        "rows": [summary.realized_row(r) for r in p.rows],
+        "table": {"path": paths["performance"], "version": p.table_version},
+        "waiting_for_labels": p.waiting,
+    }
+    report.add(realized=out)
+    return out
+
+
+def gather_facts(spark: SparkSession, cfg: Config, client: Any) -> Any:
+    from lakeml.monitoring import checks
+
+    names = ("features", "scores", "performance", "drift", "silver", "quarantine")
+    return checks.gather(
+        spark,
+        client,
+        cfg.mlflow.registered_model,
+        {n: cfg.table(n) for n in names},
+        cfg.train.snapshot_col,
+    )
+
+
+# `lakeml monitor` exit statuses: 0 every check holds, 1 a check failed, 2 an error.
+CHECK_FAILED = 1
+
+
+def run_monitor(spark: SparkSession, cfg: Config, report: Report) -> dict[str, Any]:
+    """Bring realized performance up to date, run the SLA checks, alert a webhook on failure."""
+    import os
+
+    from lakeml.monitoring import checks
+
+    client = connect_tracking(cfg)
+    run_performance(spark, cfg, report, client)
+    with report.stage("monitor"):
+        facts = gather_facts(spark, cfg, client)
+        results = checks.sla_checks(facts, cfg.monitor)
+    for c in results:
+        report.progress("monitor", f"{'ok' if c.ok else 'FAILED'} {c.name}: {c.detail}")
+    failed = [c.name for c in results if not c.ok]
+    alert: dict[str, Any] = {"sent": False}
+    url = os.environ.get(cfg.monitor.webhook_env, "") if cfg.monitor.webhook_env else ""
+    if failed and url:
+        body = checks.alert_body(results, cfg.mlflow.registered_model, cfg.storage.root)
+        error = checks.post_webhook(url, body, cfg.monitor.webhook_timeout_seconds)
+        alert = {"sent": error is None, "error": error, "env": cfg.monitor.webhook_env}
+        report.progress("monitor", f"alert not sent: {error}" if error else "alert sent")
+    elif failed:
+        report.progress("monitor", f"no alert sent: {cfg.monitor.webhook_env} is not set")
+    out = {
+        "ok": not failed,
+        "failed": failed,
+        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in results],
+        "alert": alert,
+    }
+    report.add(monitor=out)
+    if failed:
+        report.exit_status = CHECK_FAILED
+    return out
+
+
+def run_retrain(
+    spark: SparkSession, cfg: Config, report: Report, force: bool = False
+) -> dict[str, Any]:
+    """Train when the policy says so (champion too old, realized performance below the floors,
+    too much drift, no champion) or when forced; otherwise say why not. The gate still decides
+    promotion. The decision is logged as an MLflow run."""
+    import mlflow
+
+    from lakeml.monitoring import checks
+
+    client = connect_tracking(cfg)
+    run_performance(spark, cfg, report, client)
+    with report.stage("retrain.decide"):
+        facts = gather_facts(spark, cfg, client)
+        retrain, reasons = checks.retrain_decision(facts, cfg.monitor, cfg.retrain)
+        if force:
+            retrain, reasons = True, ["--force", *reasons]
+        decision = "retrain" if retrain else "keep"
+        with mlflow.start_run(
+            run_name=f"retrain decision: {decision}",
+            tags={
+                "lakeml.kind": "retrain_decision",
+                "lakeml.command": "retrain",
+                "decision": decision,
+                "reasons": "; ".join(reasons),
+                "champion_version": str(facts.champion_version),
+            },
+        ) as run:
+            pass
+    report.progress(
+        "retrain.decide",
+        f"{'retraining' if retrain else 'no retraining'}: {'; '.join(reasons)}",
+    )
+    out = {"decision": decision, "reasons": reasons, "decision_run_id": run.info.run_id}
+    report.add(retrain=out)
+    if retrain:
+        trained = run_train(spark, cfg, report)
+        out["train"] = {k: v for k, v in trained.items() if k != "summary_lines"}
+    return out
 
 
 def run_models(cfg: Config, report: Report) -> None:

@@ -254,3 +254,26 @@ def _fmt(value: str) -> str:
 
 def rows_as_dicts(rows: list[Any]) -> list[dict[str, Any]]:
     return [asdict(r) for r in rows]
+
+
+def realized_row(r: dict[str, Any]) -> dict[str, Any]:
+    """A model_performance row for the JSON summary (dates as text, floats rounded)."""
+    return {
+        k: (str(v) if k == "snapshot_date" else round(v, 4) if isinstance(v, float) else v)
+        for k, v in r.items()
+    }
+
+
+def realized_line(r: dict[str, Any]) -> str:
+    """One realized-performance row for people."""
+
+    def fmt(key: str) -> str:
+        return "n/a" if r.get(key) is None else f"{r[key]:.4f}"
+
+    return (
+        f"{r['model_name']} v{r['model_version']} on {r['snapshot_date']}: {r['rows']} rows, "
+        f"{r['positives']} churned; ROC AUC {fmt('roc_auc')}, PR AUC {fmt('pr_auc')} "
+        f"({fmt('pr_auc_lift')}x the churn rate), precision in the top {r['top_k_pct']:g}% "
+        f"{fmt('precision_at_top_k')}, capture at the threshold {fmt('capture_at_threshold')}, "
+        f"calibration error {fmt('calibration_error')}"
+    )

@@ -330,6 +330,26 @@ class MonitorConfig(_Section):
     # expected calibration error over calibration_bins equal-width score bins.
     top_k_pct: Percent = 10.0
     calibration_bins: int = Field(10, ge=2)
+    # `lakeml monitor`'s SLA checks. Scores are fresh when the champion has scored a snapshot
+    # at most max_score_lag_days before the latest feature snapshot.
+    max_score_lag_days: int = Field(0, ge=0)
+    min_realized_roc_auc: Fraction = 0.65
+    min_realized_pr_auc_lift: float = Field(1.5, ge=0)
+    max_drift_share: Fraction = 0.1
+    max_quarantine_share: Fraction = 0.05
+    # The environment variable holding the alert webhook URL (Slack-compatible JSON body);
+    # unset or empty: no alert is sent. The URL itself never sits in config or logs.
+    webhook_env: Text = "LAKEML_WEBHOOK_URL"
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+
+
+class RetrainConfig(_Section):
+    """`lakeml retrain`: train when the champion is older than max_champion_age_days, its
+    realized performance fell below monitor's floors, or its drift share exceeded
+    monitor.max_drift_share; otherwise do nothing and say why. The gate still decides."""
+
+    KEY = "retrain"
+    max_champion_age_days: int = Field(28, ge=0)
 
 
 class ServeConfig(_Section):
@@ -359,6 +379,7 @@ class Config(_Section):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)

@@ -29,7 +29,7 @@ from lakeml.core.config import Config, load_config
 from lakeml.core.report import Report
 from lakeml.tracking import store as tracking
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
+CONF = Path(__file__).resolve().parents[1] / "conf" / "local.yaml"
 TRAIN_DAY = date(2018, 11, 1)
 LATEST_DAY = date(2018, 11, 8)
 NUMERIC = ["songs_7d", "thumbs_down_28d"]
