@@ -264,6 +264,7 @@ def run_score(
 ) -> dict[str, Any]:
     """Resolve the model, check the input against its signature, score one snapshot into
     the scores table; then compare the scored features with the training window."""
+    from lakeml.core import storage
     from lakeml.scoring import contract, drift, model_ref, scorer
     from lakeml.tracking import tags as tag
 
@@ -309,6 +310,9 @@ def run_score(
             data.snapshot,
             (ref.name, ref.version, ref.tags),
             data.snapshot_col,
+            scores=storage.read(spark, result.scores_path).filter(
+                scorer.key_condition(data.snapshot, ref.name, ref.version)
+            ),
         )
     for line in summary.drift_progress(d):
         report.progress("drift", line)

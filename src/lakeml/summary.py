@@ -161,10 +161,27 @@ def train_lines(
     return lines
 
 
+def score_psi_line(d: DriftResult) -> str:
+    """The drift headline: how far the score distribution moved from the test window's."""
+    if d.score_psi is None:
+        return f"score PSI not computed: {d.score_psi_skipped}"
+    return f"score PSI {d.score_psi:.4f} against the model's test-window scores"
+
+
 def drift_summary(d: DriftResult) -> dict[str, Any]:
+    headline = {"score_psi": d.score_psi, "score_psi_skipped": d.score_psi_skipped}
     if d.skipped:
-        return {"skipped": d.skipped, "warnings": [], "table": None, "drifted_features": []}
+        return {
+            **headline,
+            "skipped": d.skipped,
+            "warnings": [],
+            "table": None,
+            "drifted_features": [],
+        }
     return {
+        **headline,
+        "reference": d.reference,
+        "excluded_features": d.excluded,
         "table": {"path": d.table_path, "version": d.table_version},
         "features_checked": d.features_checked,
         "drifted_features": d.drifted_features,
@@ -194,11 +211,14 @@ def score_summary(r: ScoreResult, d: DriftResult | None = None) -> dict[str, Any
 def drift_progress(d: DriftResult) -> list[str]:
     """The drift stage's progress lines: why it was skipped, a warning per drifted feature,
     or that none drifted."""
+    head = [score_psi_line(d)]
     if d.skipped:
-        return [f"skipped: {d.skipped}"]
+        return [*head, f"skipped: {d.skipped}"]
+    left_out = f" ({len(d.excluded)} left out by monitor.exclude)" if d.excluded else ""
+    checked = f"{d.features_checked} features checked against the {d.reference}{left_out}"
     if d.warnings:
-        return [f"WARNING {warning}" for warning in d.warnings]
-    return [f"{d.features_checked} features checked, none drifted"]
+        return [*head, checked, *[f"WARNING {warning}" for warning in d.warnings]]
+    return [*head, f"{checked}, none drifted"]
 
 
 def drift_line(d: DriftResult, drift_path: str) -> str:
@@ -218,6 +238,7 @@ def score_lines(s: dict[str, Any], d: DriftResult, drift_path: str) -> list[str]
         f"scored {s['rows_scored']} rows of snapshot {s['snapshot_date']} with "
         f"{s['model_name']} v{s['model_version']} -> {s['scores_table']['path']} "
         f"(Delta version {s['scores_table']['version']})",
+        score_psi_line(d),
         drift_line(d, drift_path),
     ]
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import math
 from datetime import date
 from pathlib import Path
 
@@ -237,3 +239,63 @@ def test_check_drift_without_training_lineage_is_skipped_with_the_reason(
     assert "features_version, train_snapshots" in result.skipped
     assert result.warnings == []
     assert not storage.exists(spark, cfg.table("drift"))
+
+
+def test_psi_of_two_share_vectors_by_hand() -> None:
+    # (0.25 - 0.5) ln(0.25/0.5) + (0.75 - 0.5) ln(0.75/0.5) = 0.173287 + 0.101366
+    assert monitor.psi_from_shares([0.5, 0.5], [0.25, 0.75]) == pytest.approx(0.274653, abs=1e-6)
+
+
+def test_the_score_reference_is_the_test_windows_deciles_and_the_score_psi_uses_it(
+    spark: SparkSession,
+) -> None:
+    from lakeml.registry.register import score_distribution
+
+    # Ten test-window scores, five bins: inner edges at the 20/40/60/80% quantiles.
+    reference = json.loads(score_distribution([i / 10 for i in range(1, 11)], bins=5))
+    assert reference["edges"] == pytest.approx([0.28, 0.46, 0.64, 0.82], abs=2e-6)
+    assert reference["shares"] == [0.2] * 5 and reference["rows"] == 10
+    # Scores of this snapshot: four in the lowest bin, one in the highest, none between.
+    scores = spark.createDataFrame(
+        [(0.05,), (0.1,), (0.2,), (0.25,), (0.99,), (None,)], "churn_probability double"
+    )
+    got = monitor.score_psi(scores, json.dumps(reference), "churn_probability")
+    e = 1e-4  # an empty bin's share; the highest bin (0.2 vs 0.2) adds nothing
+    by_hand = (0.8 - 0.2) * math.log(0.8 / 0.2) + 3 * (e - 0.2) * math.log(e / 0.2)
+    assert got == pytest.approx(by_hand, abs=1e-9)
+
+
+def test_drift_leaves_out_excluded_features_and_compares_the_latest_training_snapshot(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    cfg = load_config(CONF, [f"storage.root={tmp_path}", "monitor.exclude=[x_total]"])
+    tracking.connect(cfg.mlflow, cfg.tracking_uri, cfg.artifact_location)
+    early, late = date(2018, 10, 25), date(2018, 11, 1)
+    # x doubles from the early to the late training snapshot; the scored rows look like late.
+    rows = [(early, float(v), float(v)) for v in range(1, 101)]
+    rows += [(late, float(2 * v), float(v)) for v in range(1, 101)]
+    spark.createDataFrame(rows, "snapshot_date date, x double, x_total double").write.format(
+        "delta"
+    ).save(cfg.table("features"))
+    tags = {
+        "features_path": cfg.table("features"),
+        "features_version": "0",
+        "train_snapshots": f"{early},{late}",
+    }
+    scored = spark.createDataFrame(
+        [(float(2 * v), float(10 * v)) for v in range(1, 101)], "x double, x_total double"
+    )
+    kwargs = dict(
+        scored=scored,
+        features=[("x", "double"), ("x_total", "double")],
+        snapshot_date=DAY,
+        model=("m", 3, tags),
+        snapshot_col="snapshot_date",
+    )
+    latest = monitor.check_drift(spark, cfg.monitor, cfg.table("drift"), **kwargs)
+    assert latest.reference == "latest_train_snapshot" and latest.excluded == ["x_total"]
+    assert latest.features_checked == 1 and latest.drifted_features == []
+    window = cfg.monitor.model_copy(update={"reference": "train_window"})
+    assert monitor.check_drift(spark, window, cfg.table("drift"), **kwargs).drifted_features == [
+        "x"
+    ]

@@ -322,7 +322,17 @@ class ScoreConfig(_Section):
 
 
 class MonitorConfig(_Section):
+    """Drift compares a scored snapshot with a reference of the same kind: by default the
+    model's latest training snapshot (`train_window`: all its training snapshots). Features
+    matching an `exclude` glob (e.g. lifetime totals, which grow with account age by
+    construction) are not checked. The headline is the PSI of the scores themselves against
+    the model's test-window scores."""
+
     KEY = "monitor"
+    reference: Literal["latest_train_snapshot", "train_window"] = Field(
+        "latest_train_snapshot", title="drift reference"
+    )
+    exclude: list[Text] = Field(default_factory=list)
     psi_bins: int = Field(10, ge=2)
     psi_threshold: float = Field(0.2, ge=0)
     null_rate_threshold: Fraction = 0.1

@@ -11,7 +11,9 @@ restricted to its training snapshots, all read from the model version's lineage 
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +28,7 @@ from pyspark.sql import functions as F
 from lakeml.core import storage
 from lakeml.core.config import MonitorConfig
 from lakeml.core.errors import LakemlError, first_line
-from lakeml.scoring.scorer import key_condition
+from lakeml.scoring.scorer import PROBABILITY, key_condition
 from lakeml.tracking import tags as tag
 from lakeml.training import trainset
 
@@ -226,9 +228,14 @@ def drift_warnings(
 
 
 def training_window(
-    spark: SparkSession, tags: dict[str, str], snapshot_col: str, features: list[str]
+    spark: SparkSession,
+    tags: dict[str, str],
+    snapshot_col: str,
+    features: list[str],
+    reference: str = "train_window",
 ) -> DataFrame:
-    """The model's training rows, from its lineage tags (Delta time travel)."""
+    """The model's training rows, from its lineage tags (Delta time travel): all of them
+    (`train_window`) or its latest training snapshot's (`latest_train_snapshot`)."""
     missing = [t for t in tag.DRIFT_LINEAGE if not tags.get(t)]
     if missing:
         raise LakemlError(
@@ -258,6 +265,8 @@ def training_window(
             f"the train_snapshots tag {tags[tag.TRAIN_SNAPSHOTS]!r} is not a comma-separated "
             "list of YYYY-MM-DD dates"
         ) from None
+    if reference == "latest_train_snapshot":
+        dates = [max(dates)]
     window = df.filter(F.col(snapshot_col).cast("date").isin(dates))
     if tags.get(tag.SPLIT_METHOD) in (trainset.RANDOM, trainset.COLUMN):
         window = window.filter(hashed_train_rows(tags))
@@ -298,6 +307,7 @@ def log_to_mlflow(
     snapshot_date: dt.date,
     model_name: str,
     model_version: int,
+    headline: float | None = None,
 ) -> str:
     """One monitoring run per check: PSI and null-rate change per feature, and the table."""
     metrics = {}
@@ -306,6 +316,8 @@ def log_to_mlflow(
             metrics[f"psi.{metric_key(r['feature'])}"] = float(r["psi"])
         metrics[f"null_rate_change.{metric_key(r['feature'])}"] = float(r["null_rate_change"])
     metrics["drifted_features"] = float(sum(bool(r["drifted"]) for r in rows))
+    if headline is not None:
+        metrics["score_psi"] = float(headline)
     table = pd.DataFrame(rows).assign(
         snapshot_date=lambda d: d["snapshot_date"].astype(str),
         computed_at=lambda d: d["computed_at"].astype(str),
@@ -322,6 +334,8 @@ def log_to_mlflow(
     ) as run:
         mlflow.log_params(
             {
+                "reference": monitor.reference,
+                "excluded": ",".join(monitor.exclude)[:500],
                 "psi_bins": monitor.psi_bins,
                 "psi_threshold": monitor.psi_threshold,
                 "null_rate_threshold": monitor.null_rate_threshold,
@@ -330,6 +344,39 @@ def log_to_mlflow(
         mlflow.log_metrics(metrics)
         mlflow.log_table(table, artifact_file="feature_drift.json")
     return run.info.run_id
+
+
+def excluded(names: list[str], patterns: list[str]) -> list[str]:
+    """The names matching any of the glob `patterns` (monitor.exclude)."""
+    return [n for n in names if any(fnmatch.fnmatchcase(n, pat) for pat in patterns)]
+
+
+def psi_from_shares(expected: list[float], actual: list[float], epsilon: float = EPSILON) -> float:
+    """PSI of two share vectors over the same bins (an empty bin counts as `epsilon`)."""
+    total = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        e, a = max(e, epsilon), max(a, epsilon)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+def score_psi(scores: DataFrame, reference: str, column: str) -> float | None:
+    """PSI of the scored probabilities against the model's test-window scores (the
+    `score_reference` tag), binned by the reference's edges; None without scores."""
+    ref = json.loads(reference)
+    counts = {
+        r[0]: r[1]
+        for r in scores.select(bin_index(column, ref["edges"]).alias("bin"))
+        .filter(F.col("bin").isNotNull())
+        .groupBy("bin")
+        .count()
+        .collect()
+    }
+    total = sum(counts.values())
+    if total == 0:
+        return None
+    actual = [counts.get(i, 0) / total for i in range(len(ref["shares"]))]
+    return psi_from_shares(ref["shares"], actual)
 
 
 @dataclass(frozen=True)
@@ -343,6 +390,11 @@ class DriftResult:
     table_version: int | None = None
     mlflow_run_id: str | None = None
     skipped: str | None = None
+    reference: str | None = None
+    excluded: list[str] = field(default_factory=list)
+    # The headline: PSI of the scores against the test window's, or why it is not known.
+    score_psi: float | None = None
+    score_psi_skipped: str | None = None
 
 
 def check_drift(
@@ -354,6 +406,7 @@ def check_drift(
     snapshot_date: dt.date,
     model: tuple[str, int, dict[str, str]],
     snapshot_col: str,
+    scores: DataFrame | None = None,
 ) -> DriftResult:
     """Compare `scored` with the training window of `model` (name, version, tags), write the
     drift rows (replacing this snapshot and model version's), log them to MLflow.
@@ -361,9 +414,19 @@ def check_drift(
     Without training lineage the check is skipped with a reason, never failing the scoring.
     """
     model_name, model_version, tags = model
+    left_out = excluded([name for name, _ in features], monitor.exclude)
+    features = [(name, kind) for name, kind in features if name not in left_out]
     numeric, _ = split_features(features)
+    headline, headline_skipped = None, "the model version has no score_reference tag"
+    if scores is not None and tags.get(tag.SCORE_REFERENCE):
+        headline = score_psi(scores, tags[tag.SCORE_REFERENCE], PROBABILITY)
+        headline_skipped = None if headline is not None else "no scores"
     try:
-        train = training_window(spark, tags, snapshot_col, [name for name, _ in features])
+        if not features:
+            raise LakemlError("every feature matches monitor.exclude")
+        train = training_window(
+            spark, tags, snapshot_col, [name for name, _ in features], monitor.reference
+        )
         profile = quantile_edges(train, numeric, monitor.psi_bins).first()
         if profile is None or profile[ROWS] == 0:
             raise LakemlError(
@@ -371,7 +434,12 @@ def check_drift(
                 f"{tags[tag.FEATURES_PATH]} at version {tags[tag.FEATURES_VERSION]}"
             )
     except LakemlError as exc:
-        return DriftResult(skipped=str(exc))
+        return DriftResult(
+            skipped=str(exc),
+            excluded=left_out,
+            score_psi=headline,
+            score_psi_skipped=headline_skipped,
+        )
 
     stats = compute_drift(train, scored, features, monitor.psi_bins, profile)
     rows_df = drift_rows(
@@ -388,8 +456,12 @@ def check_drift(
     condition = key_condition(snapshot_date, model_name, model_version)
     storage.replace_where(spark.createDataFrame(collected, rows_df.schema), drift_path, condition)
     rows = [r.asDict() for r in collected]
-    run_id = log_to_mlflow(rows, monitor, snapshot_date, model_name, model_version)
+    run_id = log_to_mlflow(rows, monitor, snapshot_date, model_name, model_version, headline)
     return DriftResult(
+        reference=monitor.reference,
+        excluded=left_out,
+        score_psi=headline,
+        score_psi_skipped=headline_skipped,
         warnings=drift_warnings(rows, monitor.psi_threshold, monitor.null_rate_threshold),
         drifted_features=sorted(r["feature"] for r in rows if r["drifted"]),
         features_checked=len(rows),

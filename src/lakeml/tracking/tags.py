@@ -36,6 +36,9 @@ NATIVE_MODEL_URI = "native_model_uri"
 NATIVE_ENCODING = "native_encoding_uri"
 NATIVE_PARITY = "native_parity_max_abs_diff"
 NATIVE_PARITY_TOLERANCE = 1e-6
+# The test window's score distribution (JSON: inner bin edges, each bin's share, rows), the
+# reference of the score PSI drift reports.
+SCORE_REFERENCE = "score_reference"
 # What drift needs to rebuild the training window.
 DRIFT_LINEAGE = (FEATURES_PATH, FEATURES_VERSION, TRAIN_SNAPSHOTS)
 
@@ -72,9 +75,11 @@ def version_tags(
     test_pr_auc: float,
     model_type: str,
     config_digest: str,
+    score_reference: str = "",
 ) -> dict[str, str]:
     """Every tag a registered version carries, as strings."""
     return {
+        **({SCORE_REFERENCE: score_reference} if score_reference else {}),
         THRESHOLD: repr(float(threshold)),
         ENTITY_COL: entity_col,
         SNAPSHOT_COL: snapshot_col,
