@@ -57,12 +57,15 @@ def scored(day: date, version: int, seed: int, labels: pd.Series) -> pd.DataFram
 
 
 def expected(frame: pd.DataFrame, top_k_pct: float = 10.0, bins: int = 10) -> dict[str, float]:
-    """Each metric by its definition, on the joined rows."""
+    """Each metric by its definition, on the joined rows (ties in probability ranked by id)."""
     y, p = frame["churned"].to_numpy(), frame["churn_probability"].to_numpy()
     pos, neg = p[y == 1], p[y == 0]
-    ranked = frame.sort_values("churn_probability", ascending=False)["churned"].to_numpy()
-    hits = np.cumsum(ranked)
-    precision_at_rank = hits / np.arange(1, len(ranked) + 1)
+    order = frame.sort_values(["churn_probability", "user_id"], ascending=[False, True])
+    ranked = order["churned"].to_numpy()
+    # Average precision over the distinct thresholds: precision there times the recall gained.
+    steps = order.groupby("churn_probability", sort=False)["churned"].agg(["sum", "size"])
+    precision_at_step = steps["sum"].cumsum() / steps["size"].cumsum()
+    pr_auc = (precision_at_step * steps["sum"] / y.sum()).sum()
     base = y.mean()
     n_top = int(np.ceil(len(y) * top_k_pct / 100))
     bin_of = pd.Series(np.minimum((p * bins).astype(int), bins - 1))
@@ -73,10 +76,11 @@ def expected(frame: pd.DataFrame, top_k_pct: float = 10.0, bins: int = 10) -> di
     return {
         "rows": len(y),
         "positives": int(y.sum()),
-        "roc_auc": (pos[:, None] > neg[None, :]).mean(),
-        "pr_auc": precision_at_rank[ranked == 1].mean(),
+        # The share of (churner, stayer) pairs ranked right, a tie counting half.
+        "roc_auc": ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean(),
+        "pr_auc": pr_auc,
         "base_rate": base,
-        "pr_auc_lift": precision_at_rank[ranked == 1].mean() / base,
+        "pr_auc_lift": pr_auc / base,
         "precision_at_top_k": ranked[:n_top].mean(),
         "lift_at_top_k": ranked[:n_top].mean() / base,
         "capture_at_threshold": frame.loc[y == 1, "predicted_churn"].mean(),
@@ -156,3 +160,27 @@ def test_one_class_snapshots_have_no_rank_metrics_and_rows_reach_the_versions_ru
     history = client.get_metric_history(run.info.run_id, "realized_calibration_error")
     assert [(h.step, round(h.value, 9)) for h in history] == [(20181105, 0.4)]
     assert client.get_metric_history(run.info.run_id, "realized_roc_auc") == []
+
+
+def test_scoring_measures_a_snapshot_whose_labels_exist_as_pandas_does(xgboost_lake) -> None:
+    from deltalake import DeltaTable
+
+    cfg = xgboost_lake["cfg"]
+    champion = xgboost_lake["trained"]["champion"]["version"]
+    read = {n: DeltaTable(cfg.table(n)).to_pandas() for n in ("scores", "labels", "performance")}
+    perf = read["performance"]
+    row = perf[perf.model_version == champion].iloc[0]
+    scores = read["scores"]
+    mine = scores[(scores.model_version == champion) & (scores.snapshot_date == row.snapshot_date)]
+    joined = mine.merge(read["labels"], on=["user_id", "snapshot_date"])
+    assert len(joined) == xgboost_lake["users"] == row["rows"]
+    for key, value in expected(joined).items():
+        assert row[key] == pytest.approx(value, abs=1e-9), key
+    # The synthetic tables label every snapshot, so the scored one is the test window: the
+    # realized ROC AUC is the test ROC AUC training measured on the same rows.
+    assert row["roc_auc"] == pytest.approx(
+        xgboost_lake["trained"]["challenger"]["test"]["roc_auc"], abs=1e-4
+    )
+    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    history = client.get_metric_history(row["run_id"], "realized_roc_auc")
+    assert [h.step for h in history] == [int(row["snapshot_date"].strftime("%Y%m%d"))]

@@ -88,10 +88,14 @@ def group_metrics(frame: pd.DataFrame, top_k_pct: float, bins: int) -> dict[str,
     }
 
 
-def realized(joined: DataFrame, top_k_pct: float, bins: int) -> DataFrame:
-    """One row per (snapshot, model name, version) of scores joined with their labels."""
+def realized(joined: DataFrame, entity_col: str, top_k_pct: float, bins: int) -> DataFrame:
+    """One row per (snapshot, model name, version) of scores joined with their labels.
+
+    Rows are ranked by probability, ties by entity id, so the top k% is the same set in every
+    run whatever order Spark hands the rows over in."""
 
     def measure(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.sort_values([PROBABILITY, entity_col], ascending=[False, True], kind="stable")
         first = frame.iloc[0]
         row = {
             SNAPSHOT: first[SNAPSHOT],
@@ -187,7 +191,7 @@ def update(
     scores = storage.read(spark, paths["scores"]).filter(F.expr(condition))
     labels = storage.read(spark, paths["labels"])
     joined = joined_rows(scores, labels, entity_col, snapshot_col, label_col)
-    collected = realized(joined, top_k_pct, bins).collect()
+    collected = realized(joined, entity_col, top_k_pct, bins).collect()
     storage.replace_where(spark.createDataFrame(collected, SCHEMA), paths["performance"], condition)
     rows = [r.asDict() for r in collected]
     return PerformanceResult(
