@@ -4,10 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Airflow in a venv of its own: its many pins never meet lakeml's.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 CONF ?= conf/local.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench clean java package cluster-test fault-test
+.PHONY: help install run test lint format bench clean java package cluster-test fault-test dag-test
 
 help: ## show this help
 	@echo "lakeml make targets:"
@@ -53,6 +56,14 @@ dist/lakeml.zip: $(STAMP) src/lakeml $(shell find src/lakeml -type f -not -path 
 
 cluster-test: package ## the real standalone cluster + MLflow server tests (CI runs them after make test)
 	$(VENV)/bin/pytest -q tests/cluster --durations=5
+
+$(AIRFLOW_STAMP): orchestration/requirements.txt orchestration/constraints.txt
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install -q -c orchestration/constraints.txt -r orchestration/requirements.txt
+	touch $(AIRFLOW_STAMP)
+
+dag-test: $(STAMP) package $(AIRFLOW_STAMP) ## the Airflow DAG (orchestration/) in its own .venv-airflow: imports, order, a real features task run
+	$(AIRFLOW_VENV)/bin/python -m pytest -q orchestration/test_dag.py --durations=5
 
 bench: $(STAMP) ## benchmarks: feature job and scoring as ratios over a plain Spark copy; xgboost vs Spark GBT; the prediction service under load
 	$(PY) bench/feature_bench.py $(CONF)
