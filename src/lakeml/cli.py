@@ -77,6 +77,12 @@ def _serve(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) ->
     run_serve(cfg, report, host=args.host, port=args.port)
 
 
+def _report(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
+    from lakeml.pipeline import run_report
+
+    run_report(spark, cfg, report, args.model_uri, args.snapshot_date, args.format)
+
+
 def _monitor(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) -> None:
     from lakeml.pipeline import run_monitor
 
@@ -138,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="score",
         help="stop after this step (default: %(default)s)",
     )
+    p = add("report", _report, "a stakeholder report (HTML or Markdown) of a model's scoring")
+    p.add_argument("--model-uri", help="default: models:/<registered_model>@champion")
+    p.add_argument("--snapshot-date", help="YYYY-MM-DD (default: the latest it scored)")
+    p.add_argument("--format", choices=("html", "md"), default="html")
     add(
         "monitor",
         _monitor,

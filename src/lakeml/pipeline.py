@@ -450,6 +450,65 @@ def run_retrain(
     return out
 
 
+def run_report(
+    spark: SparkSession,
+    cfg: Config,
+    report: Report,
+    model_uri: str | None = None,
+    snapshot_date: str | None = None,
+    fmt: str = "html",
+) -> dict[str, Any]:
+    """The stakeholder report of a model version's scoring of a snapshot (default: the
+    champion's latest): written under `reports/` in the storage root, logged to MLflow on the
+    version's run."""
+    import datetime as dt
+    import tempfile
+    from pathlib import Path
+
+    from lakeml.core.errors import LakemlError
+    from lakeml.core.files import write_files
+    from lakeml.reporting import content, document, facts
+    from lakeml.scoring import model_ref
+
+    client = connect_tracking(cfg)
+    uri = model_uri or cfg.model_uri
+    with report.stage("report"):
+        ref = model_ref.resolve_model(client, uri)
+        try:
+            day = dt.date.fromisoformat(snapshot_date) if snapshot_date else None
+        except ValueError:
+            raise LakemlError(f"--snapshot-date {snapshot_date!r} is not YYYY-MM-DD") from None
+        names = ("scores", "drift", "performance", "silver", "quarantine", "features", "labels")
+        r = cfg.report
+        f = facts.gather(
+            spark,
+            client,
+            ref,
+            {n: cfg.table(n) for n in names},
+            day,
+            max(r.contacts_shown, r.example_customers),
+        )
+        title, subtitle = content.title(f)
+        parts = content.sections(f, r)
+        stem = f"{ref.name}-v{ref.version}-{f.snapshot.isoformat()}"
+        if fmt == "md":
+            text, files = document.to_markdown(title, subtitle, parts, f"{stem}_files")
+        else:
+            text, files = document.to_html(title, subtitle, parts), {}
+        name = f"{stem}.{fmt}"
+        folder = f"{cfg.storage.root.rstrip('/')}/reports"
+        write_files(spark, folder, {name: text.encode(), **files})
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / name
+            local.write_text(text)
+            client.log_artifact(ref.run_id, str(local), "reports")
+    path = f"{folder}/{name}"
+    report.progress("report", f"{path} (also in MLflow: run {ref.run_id}, reports/{name})")
+    out = {"path": path, "model": f"{ref.name} v{ref.version}", "snapshot_date": str(f.snapshot)}
+    report.add(report=out)
+    return out
+
+
 def run_models(cfg: Config, report: Report) -> None:
     """Print the versions of the churn model and its baseline, newest first."""
     from lakeml.registry import versions
@@ -538,6 +597,7 @@ def run_pipeline(
         report.exit_status = NO_CHAMPION
     elif until == "score":
         scored = run_score(spark, cfg, report)
+        run_report(spark, cfg, report)
     print_human_summary(cfg, features, trained, scored)
     return report.summary
 

@@ -353,6 +353,23 @@ class MonitorConfig(_Section):
     webhook_timeout_seconds: float = Field(10.0, gt=0)
 
 
+class ReportConfig(_Section):
+    """`lakeml report`: the business assumptions a manager's section rests on, stated in the
+    report. Who to contact: the top `budget_pct` % of the scored snapshot (one of
+    train.top_k_pcts, whose test-window precision training measured); each contact costs
+    `cost_per_contact`; a churner contacted stays with probability `save_rate`, worth
+    `value_per_retained`."""
+
+    KEY = "report"
+    budget_pct: Percent = 10.0
+    cost_per_contact: float = Field(5.0, ge=0)
+    value_per_retained: float = Field(120.0, ge=0)
+    save_rate: Fraction = 0.25
+    currency: NonEmpty = "USD"
+    example_customers: int = Field(3, ge=0, le=20)
+    contacts_shown: int = Field(20, ge=0, le=1000)
+
+
 class RetrainConfig(_Section):
     """`lakeml retrain`: train when the champion is older than max_champion_age_days, its
     realized performance fell below monitor's floors, or its drift share exceeded
@@ -390,9 +407,20 @@ class Config(_Section):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    @model_validator(mode="after")
+    def _budget_is_measured(self) -> Config:
+        if self.report.budget_pct not in self.train.top_k_pcts:
+            raise rule(
+                "report.budget_pct",
+                f"must be one of train.top_k_pcts {self.train.top_k_pcts} (whose test-window "
+                f"precision training measures), got {self.report.budget_pct:g}",
+            )
+        return self
 
     @property
     def raw(self) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The stakeholder report: one self-contained HTML (or Markdown) file per model and scoring."""
