@@ -294,7 +294,8 @@ def realized_line(r: dict[str, Any]) -> str:
     return (
         f"{r['model_name']} v{r['model_version']} on {r['snapshot_date']}: {r['rows']} rows, "
         f"{r['positives']} churned; ROC AUC {fmt('roc_auc')}, PR AUC {fmt('pr_auc')} "
-        f"({fmt('pr_auc_lift')}x the churn rate), precision in the top {r['top_k_pct']:g}% "
+        f"({'n/a' if r.get('pr_auc_lift') is None else format(r['pr_auc_lift'], '.2f')}x the "
+        f"churn rate), precision in the top {r['top_k_pct']:g}% "
         f"{fmt('precision_at_top_k')}, capture at the threshold {fmt('capture_at_threshold')}, "
         f"calibration error {fmt('calibration_error')}"
     )
