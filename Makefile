@@ -10,7 +10,7 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 CONF ?= conf/local.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench clean java package cluster-test fault-test dag-test
+.PHONY: help install run test lint format bench clean java browser package cluster-test fault-test dag-test
 
 help: ## show this help
 	@echo "lakeml make targets:"
@@ -22,6 +22,14 @@ java: ## check that Java 17+ is installed (Spark 4 needs it)
 	  echo "Java 17 or newer is needed (found: $${v:-none}). Install it, e.g.:"; \
 	  echo "  Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless"; \
 	  echo "  macOS: brew install openjdk@17   (then set JAVA_HOME)"; \
+	  exit 1; fi
+
+# Not a prerequisite of install: the browser tests call ensure_chromium themselves.
+browser: ## install Chromium from Debian's packages for the report tests, if absent
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "Chromium is missing: sudo apt-get install chromium (Debian/Ubuntu), or sudo make browser"; \
 	  exit 1; fi
 
 $(STAMP): setup.py constraints.txt

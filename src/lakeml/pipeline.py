@@ -219,7 +219,14 @@ def run_train(spark: SparkSession, cfg: Config, report: Report) -> dict[str, Any
             with report.stage("train.baseline"):
                 base = tune.train_baseline(t, ts)
             report.progress("train.baseline", summary.baseline_line(base))
-        with mlflow.start_run(run_name="train", tags={"lakeml.command": "train"}) as parent:
+        note = (
+            f"lakeml train: {', '.join(o.name for o in outcomes)} tuned on the train window, "
+            f"the winner ({winner.name}) refit on {winner.fit_window} and registered to "
+            f"{cfg.mlflow.registered_model} behind the champion gate; nested runs hold each "
+            "model type and the scikit-learn baseline."
+        )
+        train_tags = {"lakeml.command": "train", "mlflow.note.content": note}
+        with mlflow.start_run(run_name="train", tags=train_tags) as parent:
             with report.stage("train.log"):
                 config = (cfg.digest(), cfg.raw)
                 logged = runlog.log_runs(t, config, ts, outcomes, winner, base)
@@ -248,6 +255,7 @@ def run_train(spark: SparkSession, cfg: Config, report: Report) -> dict[str, Any
     finally:
         ts.cached.unpersist()
     out = summary.train_summary(cfg, ts, outcomes, winner, base, parent.info.run_id, logged, gate)
+    out["experiment_id"] = parent.info.experiment_id
     report.add(train=out)
     models_seen = [*outcomes, winner, *([base] if base else [])]
     lines = summary.train_lines(cfg.mlflow.registered_model, t.top_k_pcts, models_seen, out)
@@ -602,10 +610,16 @@ def run_pipeline(
     return report.summary
 
 
+# Where `mlflow ui` listens by default.
+MLFLOW_UI = "http://127.0.0.1:5000"
+
+
 def print_human_summary(
     cfg: Config, features: dict[str, Any], trained: dict[str, Any], scored: dict[str, Any]
 ) -> None:
     """What happened and where to look, for a person, before the JSON line."""
+    from lakeml.tracking.ui import experiment_url
+
     t = features["tables"]
     kept = "silver events" if cfg.source.kind == "events" else "silver rows"
     lines = [
@@ -621,6 +635,11 @@ def print_human_summary(
         f"    scores: {cfg.table('scores')}",
         f"    drift: {cfg.table('drift')}",
         f"    MLflow: mlflow ui --backend-store-uri {cfg.tracking_uri}",
+        *(
+            [f"      then open {experiment_url(MLFLOW_UI, trained['experiment_id'])}"]
+            if trained.get("experiment_id")
+            else []
+        ),
         "",
     ]
     for line in lines:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -211,3 +212,55 @@ def test_the_markdown_variant_holds_the_same_sections_and_its_charts(spark, xgbo
 def test_bad_business_assumptions_are_config_errors(override: str, key: str) -> None:
     with pytest.raises(LakemlError, match=re.escape(f"config key '{key}'")):
         load_config(CONF, ["storage.root=/tmp/unused", override])
+
+
+def test_the_report_opens_offline_in_a_real_browser(reported, tmp_path) -> None:
+    from browser import is_blank, open_page
+
+    cfg, out, html_text = reported
+    # LAKEML_SCREENSHOTS keeps the screenshot somewhere that outlives the test.
+    folder = Path(os.environ.get("LAKEML_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    page = open_page(out["path"], folder / "report.png", width=1100, height=1800)
+    assert page.requests == []
+    assert not is_blank(page.screenshot)
+    assert "Who to contact this week, and what it is worth" in page.dom
+    assert page.console_errors == []
+
+
+def test_mlflow_ui_shows_lakemls_runs_and_model_descriptions(xgboost_lake, tmp_path) -> None:
+    from browser import open_page
+    from mlflow_server import mlflow_server
+
+    from lakeml.registry.register import MODEL_DESCRIPTION
+    from lakeml.tracking.ui import DESCRIPTION, experiment_url
+
+    cfg = xgboost_lake["cfg"]
+    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    name = cfg.mlflow.registered_model
+    mv = client.get_model_version_by_alias(name, "champion")
+    with mlflow_server(cfg.tracking_uri, cfg.artifact_location, tmp_path) as server:
+        runs = open_page(
+            experiment_url(server, experiment.experiment_id),
+            tmp_path / "runs.png",
+            wait_for="location.href.includes('/runs') && "
+            "!!document.querySelector('[role=grid] a[href*=runs]')",
+        )
+        assert "/runs?" in runs.url and DESCRIPTION.split(":")[0] in runs.dom
+        model = open_page(
+            f"{server}/#/models/{name}",
+            tmp_path / "model.png",
+            wait_for="document.body.innerText.includes('lakeml churn model')",
+        )
+        assert MODEL_DESCRIPTION.split(":")[0] in model.dom
+        version = open_page(
+            f"{server}/#/models/{name}/versions/{mv.version}",
+            tmp_path / "version.png",
+            wait_for="document.body.innerText.includes('Gate:')",
+        )
+        assert (
+            f"xgboost fit on {xgboost_lake['trained']['challenger']['fit_window']}" in version.dom
+        )
+        assert all(u.startswith(server) for u in runs.requests + model.requests)

@@ -105,6 +105,37 @@ def version_tags(
     )
 
 
+MODEL_DESCRIPTION = (
+    "lakeml churn model: P(churn within the label horizon) per entity and snapshot. Every "
+    "`lakeml train` registers its winner as a new version with alias `challenger`; the gate "
+    "moves `champion`, which `lakeml score` and `lakeml serve` use. Version tags hold the "
+    "threshold, lineage, split and the gate's decision."
+)
+BASELINE_DESCRIPTION = (
+    "lakeml's scikit-learn baseline: trained beside each `lakeml train` on the same rows, "
+    "registered for comparison, never gated or served."
+)
+
+
+def version_note(ts: TrainingSet, o: Outcome, result: Any) -> str:
+    test = ts.split.as_tags().get("test_snapshots", "")
+    return (
+        f"{o.name} fit on {o.fit_window}; test window {test or 'by entity hash'}: ROC AUC "
+        f"{o.test['roc_auc']:.4f}, PR AUC {o.test['pr_auc']:.4f}. Gate: {result.decision} "
+        f"({'; '.join(result.reasons)})."
+    )
+
+
+def describe(
+    client: MlflowClient, name: str, version: str, model_text: str, version_text: str
+) -> None:
+    """Descriptions the MLflow UI shows: the registered model's (only when it has none, so a
+    user's own stays) and the new version's."""
+    if not (client.get_registered_model(name).description or "").strip():
+        client.update_registered_model(name, description=model_text)
+    client.update_model_version(name, version, description=version_text)
+
+
 def register_and_gate(
     client: MlflowClient,
     reg: Registration,
@@ -133,6 +164,7 @@ def register_and_gate(
     reasons = "; ".join(result.reasons)
     contract = version_tags(reg, ts, winner, result.decision, reasons)
     mv = versions.register(winner_uri, reg.name, {**contract, **(winner_tags or {})})
+    describe(client, reg.name, mv.version, MODEL_DESCRIPTION, version_note(ts, winner, result))
     client.set_registered_model_alias(reg.name, CHALLENGER, mv.version)
     if result.promoted:
         client.set_registered_model_alias(reg.name, CHAMPION, mv.version)
@@ -155,7 +187,16 @@ def register_and_gate(
     baseline_version = None
     if base is not None and base_uri is not None:
         base_tags = version_tags(reg, ts, base, "baseline", BASELINE_REASON)
-        baseline_version = as_int(versions.register(base_uri, reg.baseline_name, base_tags).version)
+        base_mv = versions.register(base_uri, reg.baseline_name, base_tags)
+        baseline_version = as_int(base_mv.version)
+        describe(
+            client,
+            reg.baseline_name,
+            base_mv.version,
+            BASELINE_DESCRIPTION,
+            f"scikit-learn baseline of {reg.name} v{mv.version}'s training: test ROC AUC "
+            f"{base.test['roc_auc']:.4f}, PR AUC {base.test['pr_auc']:.4f} on the same window.",
+        )
     return GateOutcome(
         decision=result.decision,
         reasons=result.reasons,

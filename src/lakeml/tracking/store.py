@@ -18,6 +18,7 @@ from lakeml.core.config import MlflowConfig
 from lakeml.core.errors import LakemlError
 from lakeml.core.logs import quiet_python_loggers
 from lakeml.core.secrets import redact_text, redact_uri
+from lakeml.tracking.ui import mark_experiment
 
 if TYPE_CHECKING:  # check_reachable runs before MLflow is imported (fast errors)
     from mlflow.tracking import MlflowClient
@@ -71,6 +72,12 @@ def connect(settings: MlflowConfig, uri: str, artifact_location: str | None = No
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name(settings.experiment)
     if experiment is None:
-        client.create_experiment(settings.experiment, artifact_location=artifact_location)
+        experiment_id = client.create_experiment(
+            settings.experiment, artifact_location=artifact_location
+        )
+    else:
+        experiment_id = experiment.experiment_id
+    # A model-training experiment with a description, for the MLflow UI (`tracking.ui`).
+    mark_experiment(client, experiment_id)
     mlflow.set_experiment(settings.experiment)
     return client

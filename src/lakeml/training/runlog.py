@@ -223,7 +223,23 @@ def log_runs(
     tuned = {o.name: o for o in outcomes}
     logged_models = [winner if o.name == winner.name else o for o in outcomes]
     for o in [*logged_models, *([base] if base else [])]:
-        run_tags = {**common, tags.MODEL_TYPE: o.name, "fit_window": o.fit_window}
+        role = (
+            "the scikit-learn baseline (never gated)"
+            if o is base
+            else "the winner, refit and saved as a model"
+            if o is winner
+            else "tuned, not the winner"
+        )
+        note = (
+            f"{o.name}: {role}. Fit on {o.fit_window}; test ROC AUC {o.test['roc_auc']:.4f}, "
+            f"PR AUC {o.test['pr_auc']:.4f}, threshold {o.threshold:.4f}."
+        )
+        run_tags = {
+            **common,
+            tags.MODEL_TYPE: o.name,
+            "fit_window": o.fit_window,
+            "mlflow.note.content": note,
+        }
         with mlflow.start_run(run_name=o.name, nested=True, tags=run_tags) as child:
             run_id = child.info.run_id
             runs[o.name] = run_id
