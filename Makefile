@@ -10,7 +10,7 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 CONF ?= conf/local.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench clean java browser package cluster-test fault-test dag-test
+.PHONY: help install run test slow-test lint format bench clean java browser package cluster-test fault-test dag-test
 
 help: ## show this help
 	@echo "lakeml make targets:"
@@ -47,7 +47,10 @@ run: $(STAMP) ## the whole journey: generate (if absent) -> features -> train ->
 	$(VENV)/bin/lakeml pipeline --conf $(CONF) --until $(UNTIL)
 
 test: $(STAMP) ## the test suite: unit and end-to-end tests, in-process on one SparkSession
-	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m "not crash" --durations=30
+	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m "not crash and not slow" --durations=30
+
+slow-test: $(STAMP) ## whole pipelines run twice, weeks of data apart (CI runs it after make test)
+	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m slow --durations=5
 
 fault-test: $(STAMP) ## real lakeml processes killed at each point and rerun (CI runs it after make test)
 	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m crash --durations=10

@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
+from realized_by_hand import expected
 
 from lakeml.core import storage
 from lakeml.monitoring import performance
@@ -54,38 +55,6 @@ def scored(day: date, version: int, seed: int, labels: pd.Series) -> pd.DataFram
             "run_id": f"run-v{version}",
         }
     )
-
-
-def expected(frame: pd.DataFrame, top_k_pct: float = 10.0, bins: int = 10) -> dict[str, float]:
-    """Each metric by its definition, on the joined rows (ties in probability ranked by id)."""
-    y, p = frame["churned"].to_numpy(), frame["churn_probability"].to_numpy()
-    pos, neg = p[y == 1], p[y == 0]
-    order = frame.sort_values(["churn_probability", "user_id"], ascending=[False, True])
-    ranked = order["churned"].to_numpy()
-    # Average precision over the distinct thresholds: precision there times the recall gained.
-    steps = order.groupby("churn_probability", sort=False)["churned"].agg(["sum", "size"])
-    precision_at_step = steps["sum"].cumsum() / steps["size"].cumsum()
-    pr_auc = (precision_at_step * steps["sum"] / y.sum()).sum()
-    base = y.mean()
-    n_top = int(np.ceil(len(y) * top_k_pct / 100))
-    bin_of = pd.Series(np.minimum((p * bins).astype(int), bins - 1))
-    per_bin = pd.DataFrame({"b": bin_of, "p": p, "y": y}).groupby("b").agg(["mean", "size"])
-    ece = (
-        (per_bin[("p", "size")] / len(y)) * (per_bin[("p", "mean")] - per_bin[("y", "mean")]).abs()
-    ).sum()
-    return {
-        "rows": len(y),
-        "positives": int(y.sum()),
-        # The share of (churner, stayer) pairs ranked right, a tie counting half.
-        "roc_auc": ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean(),
-        "pr_auc": pr_auc,
-        "base_rate": base,
-        "pr_auc_lift": pr_auc / base,
-        "precision_at_top_k": ranked[:n_top].mean(),
-        "lift_at_top_k": ranked[:n_top].mean() / base,
-        "capture_at_threshold": frame.loc[y == 1, "predicted_churn"].mean(),
-        "calibration_error": ece,
-    }
 
 
 def write(spark: SparkSession, frame: pd.DataFrame, schema: T.StructType, path: str) -> None:
@@ -181,6 +150,6 @@ def test_scoring_measures_a_snapshot_whose_labels_exist_as_pandas_does(xgboost_l
     assert row["roc_auc"] == pytest.approx(
         xgboost_lake["trained"]["challenger"]["test"]["roc_auc"], abs=1e-4
     )
-    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
     history = client.get_metric_history(row["run_id"], "realized_roc_auc")
     assert [h.step for h in history] == [int(row["snapshot_date"].strftime("%Y%m%d"))]

@@ -180,7 +180,7 @@ def test_the_report_is_self_contained_and_logged_on_the_versions_run(reported) -
         "The data behind it",
         "Known limits",
     ]
-    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
     mv = client.get_model_version_by_alias(cfg.mlflow.registered_model, "champion")
     logged = [a.path for a in client.list_artifacts(mv.run_id, "reports")]
     assert logged == [f"reports/{Path(out['path']).name}"]
@@ -236,7 +236,7 @@ def test_mlflow_ui_shows_lakemls_runs_and_model_descriptions(xgboost_lake, tmp_p
     from lakeml.tracking.ui import DESCRIPTION, experiment_url
 
     cfg = xgboost_lake["cfg"]
-    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
     experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     name = cfg.mlflow.registered_model

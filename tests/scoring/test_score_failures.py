@@ -167,7 +167,7 @@ def test_a_drift_crash_after_the_scores_are_written_says_so_and_a_rerun_redoes_b
     status, _, summary = score(capsys, lake, tmp_path)
     assert status == 0
     assert summary["ok"] is True
-    assert summary["stages_completed"] == ["score", "drift"]
+    assert summary["stages_completed"] == ["score", "drift", "performance"]
     assert summary["score"]["scores_table"] == {"path": scores_path, "version": 1}
     scores = storage.read(spark, scores_path)
     # Replaced, not appended: one row per user, all from the rerun.

@@ -182,9 +182,9 @@ def test_model_and_readiness_describe_the_champion(served):
     client, cfg = served["client"], served["cfg"]
     status, _, body = client.call("/v1/model")
     assert status == 200
-    version = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri).get_model_version(
-        cfg.mlflow.registered_model, "1"
-    )
+    version = mlflow.MlflowClient(
+        tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri
+    ).get_model_version(cfg.mlflow.registered_model, "1")
     assert body["version"] == 1 and body["model_type"] == "xgboost"
     assert body["threshold"] == float(version.tags["threshold"])
     assert body["test_metrics"]["roc_auc"] == float(version.tags["test_roc_auc"])
@@ -214,7 +214,7 @@ def test_a_new_scores_version_and_an_alias_move_are_picked_up_without_failed_req
     write_deltalake(served["scores"], one, mode="append")
     wait_for(lambda: client.call(f"/v1/scores/{entity}")[2]["churn_probability"] == 0.123456)
 
-    registry = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri)
+    registry = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
     name = cfg.mlflow.registered_model
     v1 = registry.get_model_version(name, "1")
     v2 = registry.create_model_version(name, v1.source, v1.run_id, tags=v1.tags)

@@ -150,7 +150,7 @@ def test_an_xgboost_champion_is_logged_registered_and_scores_its_table(spark, xg
     # The global drivers on the test window: a table and a plot on the champion's run.
 
     run_id = trained["run_ids"]["xgboost"]
-    client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
     logged = {f.path for f in client.list_artifacts(run_id)} | {
         f.path for f in client.list_artifacts(run_id, "plots")
     }
