@@ -58,6 +58,7 @@ SMALL = [
     "train.baseline.enabled=false",
     "train.gate.min_roc_auc=0.5",
     "train.gate.min_pr_auc=0.0",
+    "train.gate.min_pr_auc_lift=0",
 ]
 # The same Spark settings for both runs, on the command line (the YAML leaves them out).
 SPARK_CONF = ["--conf", "spark.sql.shuffle.partitions=4", "--conf", "spark.ui.enabled=false"]
