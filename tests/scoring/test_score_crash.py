@@ -33,7 +33,7 @@ def test_a_rerun_after_a_killed_score_equals_a_clean_run(
     else:
         killed_run(args, "failpoint: write crashed/scores", failpoints="write crashed/scores")
     status, _, summary = score(capsys, lake, crashed)
-    assert status == 0 and summary["stages_completed"] == ["score", "drift"]
+    assert status == 0 and summary["stages_completed"] == ["score", "drift", "performance"]
     assert_same_tables(crashed, clean, ["scores", "drift"])
 
 
