@@ -605,7 +605,7 @@ def run_pipeline(
         report.exit_status = NO_CHAMPION
     elif until == "score":
         scored = run_score(spark, cfg, report)
-        run_report(spark, cfg, report)
+        scored["report_path"] = run_report(spark, cfg, report)["path"]
     print_human_summary(cfg, features, trained, scored)
     return report.summary
 
@@ -634,6 +634,8 @@ def print_human_summary(
         *[f"    {name}: {info['path']}" for name, info in t.items()],
         f"    scores: {cfg.table('scores')}",
         f"    drift: {cfg.table('drift')}",
+        f"    realized performance: {cfg.table('performance')}",
+        *([f"    report: {report_path}"] if (report_path := scored.get("report_path")) else []),
         f"    MLflow: mlflow ui --backend-store-uri {cfg.tracking_uri}",
         *(
             [f"      then open {experiment_url(MLFLOW_UI, trained['experiment_id'])}"]
