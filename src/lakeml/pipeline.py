@@ -27,18 +27,10 @@ NO_CHAMPION = 3
 
 
 def table_summary(spark: SparkSession, path: str) -> dict[str, Any]:
-    """Delta version and row count of a table, for the JSON summary: from the Delta log's
-    file statistics when they answer exactly (no Spark job), else from Spark."""
-    from lakeml.core import delta_log, storage
+    """Delta version and row count of a table, for the JSON summary (`storage.describe`)."""
+    from lakeml.core import storage
 
-    known = delta_log.facts(path)
-    if known is not None:
-        return {"path": path, "version": known.version, "rows": known.rows}
-    return {
-        "path": path,
-        "version": storage.version(spark, path),
-        "rows": storage.count(spark, path),
-    }
+    return storage.describe(spark, path)
 
 
 def connect_tracking(cfg: Config) -> Any:

@@ -46,6 +46,17 @@ def version(spark: SparkSession, path: str) -> int | None:
     return int(row["version"]) if row else None
 
 
+def describe(spark: SparkSession, path: str) -> dict[str, Any]:
+    """Path, Delta version and row count of a table: from the Delta log's file statistics
+    when they answer exactly (no Spark job), else from Spark."""
+    from lakeml.core import delta_log
+
+    known = delta_log.facts(path)
+    if known is not None:
+        return {"path": path, "version": known.version, "rows": known.rows}
+    return {"path": path, "version": version(spark, path), "rows": count(spark, path)}
+
+
 def count(spark: SparkSession, path: str) -> int:
     return read(spark, path).count() if exists(spark, path) else 0
 

@@ -73,18 +73,7 @@ def _artifact(client: MlflowClient, run_id: str, name: str) -> pd.DataFrame | No
 
 
 def _table_rows(spark: SparkSession, path: str) -> dict[str, Any] | None:
-    from lakeml.core import delta_log
-
-    if not storage.exists(spark, path):
-        return None
-    known = delta_log.facts(path)
-    if known is not None:
-        return {"path": path, "version": known.version, "rows": known.rows}
-    return {
-        "path": path,
-        "version": storage.version(spark, path),
-        "rows": storage.count(spark, path),
-    }
+    return storage.describe(spark, path) if storage.exists(spark, path) else None
 
 
 def score_psi(client: MlflowClient, ref: ModelRef, snapshot: dt.date) -> float | None:
