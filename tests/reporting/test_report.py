@@ -228,6 +228,26 @@ def test_the_report_opens_offline_in_a_real_browser(reported, tmp_path) -> None:
     assert page.console_errors == []
 
 
+def test_the_report_prints_to_pdf(reported, tmp_path) -> None:
+    import subprocess
+
+    from browser import ensure_chromium
+
+    cfg, out, html_text = reported
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(
+        [ensure_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu",
+         f"--user-data-dir={tmp_path / 'profile'}", "--no-pdf-header-footer",
+         f"--print-to-pdf={pdf}", Path(out["path"]).as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF")
+    # A few A4/Letter pages: the tables and charts, not one page per element.
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
+    assert 2 <= pages <= 20, pages
+
+
 def test_mlflow_ui_shows_lakemls_runs_and_model_descriptions(xgboost_lake, tmp_path) -> None:
     from browser import open_page
     from mlflow_server import mlflow_server
