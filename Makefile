@@ -83,8 +83,8 @@ bench: $(STAMP) ## benchmarks: feature job and scoring as ratios over a plain Sp
 	$(PY) bench/serve_bench.py
 
 lint: $(STAMP) ## ruff lint and format check
-	$(VENV)/bin/ruff check src jobs tests bench
-	$(VENV)/bin/ruff format --check src jobs tests bench
+	$(VENV)/bin/ruff check src jobs tests bench orchestration
+	$(VENV)/bin/ruff format --check src jobs tests bench orchestration
 
 format: $(STAMP) ## ruff format and autofix
 	$(VENV)/bin/ruff format src jobs tests
