@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,3 +70,17 @@ def xgboost_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) 
 def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Lake:
     """One lake (features, two registered models) for the scoring and monitoring tests."""
     return build_lake(spark, tmp_path_factory.mktemp("lake"))
+
+
+@pytest.fixture(autouse=True)
+def mlflow_environment_kept() -> Iterator[None]:
+    """MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI, which Config reads as the user's
+    choice of store: whatever a test sets there is put back after it."""
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    before = {k: os.environ.get(k) for k in keys}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

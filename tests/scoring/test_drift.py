@@ -249,10 +249,8 @@ def test_psi_of_two_share_vectors_by_hand() -> None:
 def test_the_score_reference_is_the_test_windows_deciles_and_the_score_psi_uses_it(
     spark: SparkSession,
 ) -> None:
-    from lakeml.registry.register import score_distribution
-
     # Ten test-window scores, five bins: inner edges at the 20/40/60/80% quantiles.
-    reference = json.loads(score_distribution([i / 10 for i in range(1, 11)], bins=5))
+    reference = json.loads(monitor.score_distribution([i / 10 for i in range(1, 11)], bins=5))
     assert reference["edges"] == pytest.approx([0.28, 0.46, 0.64, 0.82], abs=2e-6)
     assert reference["shares"] == [0.2] * 5 and reference["rows"] == 10
     # Scores of this snapshot: four in the lowest bin, one in the highest, none between.

@@ -47,8 +47,21 @@ class Check:
     detail: str
 
 
-def _share(part: int | None, whole: int | None) -> float | None:
-    return None if part is None or not whole else part / whole
+def share_check(
+    name: str,
+    part: int | None,
+    whole: int | None,
+    limit: float,
+    unknown: str,
+    what: str,
+    digits: int = 1,
+) -> Check:
+    """`part` of `whole` at most `limit` (a fraction); passes saying `unknown` without data."""
+    if part is None or not whole:
+        return Check(name, True, unknown)
+    share = part / whole
+    shown = f"{share:.{digits}%}, max {limit:.{digits}%}"
+    return Check(name, share <= limit, f"{part} of {whole} {what} ({shown})")
 
 
 def sla_checks(f: Facts, m: MonitorConfig) -> list[Check]:
@@ -104,33 +117,28 @@ def sla_checks(f: Facts, m: MonitorConfig) -> list[Check]:
             )
         )
 
-    share = _share(f.drifted_features, f.features_checked)
-    if share is None:
-        checks.append(Check("drift", True, "no drift check yet"))
-    else:
-        checks.append(
-            Check(
-                "drift",
-                share <= m.max_drift_share,
-                f"{f.drifted_features} of {f.features_checked} features drifted on "
-                f"{f.drift_snapshot} ({share:.1%}, max {m.max_drift_share:.1%})",
-            )
+    checks.append(
+        share_check(
+            "drift",
+            f.drifted_features,
+            f.features_checked,
+            m.max_drift_share,
+            "no drift check yet",
+            f"features drifted on {f.drift_snapshot}",
         )
-
+    )
     known = f.quarantined is not None and f.silver_rows is not None
-    total = (f.quarantined or 0) + (f.silver_rows or 0) if known else None
-    share = _share(f.quarantined, total)
-    if share is None:
-        checks.append(Check("quarantine", True, "no silver rows yet"))
-    else:
-        checks.append(
-            Check(
-                "quarantine",
-                share <= m.max_quarantine_share,
-                f"{f.quarantined} of {total} rows quarantined ({share:.2%}, "
-                f"max {m.max_quarantine_share:.2%})",
-            )
+    checks.append(
+        share_check(
+            "quarantine",
+            f.quarantined,
+            (f.quarantined or 0) + (f.silver_rows or 0) if known else None,
+            m.max_quarantine_share,
+            "no silver rows yet",
+            "rows quarantined",
+            digits=2,
         )
+    )
     return checks
 
 
@@ -249,9 +257,9 @@ def gather(
         )
         facts.update(features_checked=row[0], drifted_features=row[1] or 0, drift_snapshot=day)
     if storage.exists(spark, tables["silver"]):
-        facts["silver_rows"] = storage.count(spark, tables["silver"])
+        # Row counts from the Delta logs' file statistics where they answer (no Spark job).
+        facts["silver_rows"] = storage.describe(spark, tables["silver"])["rows"]
         quarantine = tables["quarantine"]
-        facts["quarantined"] = (
-            storage.count(spark, quarantine) if storage.exists(spark, quarantine) else 0
-        )
+        exists = storage.exists(spark, quarantine)
+        facts["quarantined"] = storage.describe(spark, quarantine)["rows"] if exists else 0
     return Facts(model_name=model_name, **facts)

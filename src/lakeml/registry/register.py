@@ -6,14 +6,12 @@ are compared on the same rows; a champion that cannot score it is not comparable
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import mlflow
 import mlflow.spark
-import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pyspark.errors import PySparkException
@@ -22,6 +20,7 @@ from lakeml.core.config import TrainConfig
 from lakeml.core.errors import first_line
 from lakeml.registry import versions
 from lakeml.registry.gate import CHALLENGER, CHAMPION, GateOutcome, as_int, gate_decision
+from lakeml.scoring import drift
 from lakeml.tracking import tags
 from lakeml.training import evaluate
 from lakeml.training.evaluate import Outcome
@@ -60,29 +59,6 @@ def score_champion(
     return metrics, None
 
 
-SCORE_BINS = 10
-TIE_MARGIN = 1e-6
-
-
-def score_distribution(p: Any, bins: int = SCORE_BINS) -> str:
-    """The test window's scores as the score-PSI reference: inner edges of `bins` equal-
-    frequency bins and each bin's share, a bin holding the values above its lower edge up to
-    its upper edge (as `drift.bin_index` counts them)."""
-    values = np.asarray(p, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return ""
-    # Nudged up by TIE_MARGIN: a tie at an edge (many equal scores) stays in one bin when
-    # another scorer computes it a float32 rounding away (Spark vs the native booster).
-    quantiles = np.quantile(values, [i / bins for i in range(1, bins)])
-    edges = sorted({float(e) + TIE_MARGIN for e in quantiles})
-    counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
-    shares = [round(float(c) / len(values), 6) for c in counts]
-    return json.dumps(
-        {"edges": [round(e, 8) for e in edges], "shares": shares, "rows": len(values)}
-    )
-
-
 def version_tags(
     reg: Registration, ts: TrainingSet, o: Outcome, decision: str, reasons: str
 ) -> dict[str, str]:
@@ -101,7 +77,7 @@ def version_tags(
         test_pr_auc=o.test["pr_auc"],
         model_type=o.name,
         config_digest=reg.config_digest,
-        score_reference=score_distribution(o.p),
+        score_reference=drift.score_distribution(o.p),
     )
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import AnalysisException
@@ -358,6 +359,29 @@ def psi_from_shares(expected: list[float], actual: list[float], epsilon: float =
         e, a = max(e, epsilon), max(a, epsilon)
         total += (a - e) * math.log(a / e)
     return total
+
+
+SCORE_BINS = 10
+TIE_MARGIN = 1e-6
+
+
+def score_distribution(p: Any, bins: int = SCORE_BINS) -> str:
+    """The test window's scores as the score-PSI reference: inner edges of `bins` equal-
+    frequency bins and each bin's share, a bin holding the values above its lower edge up to
+    its upper edge (as `bin_index` counts them)."""
+    values = np.asarray(p, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return ""
+    # Nudged up by TIE_MARGIN: a tie at an edge (many equal scores) stays in one bin when
+    # another scorer computes it a float32 rounding away (Spark vs the native booster).
+    quantiles = np.quantile(values, [i / bins for i in range(1, bins)])
+    edges = sorted({float(e) + TIE_MARGIN for e in quantiles})
+    counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
+    shares = [round(float(c) / len(values), 6) for c in counts]
+    return json.dumps(
+        {"edges": [round(e, 8) for e in edges], "shares": shares, "rows": len(values)}
+    )
 
 
 def score_psi(scores: DataFrame, reference: str, column: str) -> float | None:
