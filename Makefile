@@ -78,6 +78,7 @@ dag-test: $(STAMP) package $(AIRFLOW_STAMP) ## the Airflow DAG (orchestration/) 
 
 bench: $(STAMP) ## benchmarks: feature job and scoring as ratios over a plain Spark copy; xgboost vs Spark GBT; the prediction service under load
 	$(PY) bench/feature_bench.py $(CONF)
+	$(PY) bench/feature_bench.py $(CONF) --scale 10
 	@if [ -f bench/score_bench.py ]; then $(PY) bench/score_bench.py $(CONF); fi
 	$(PY) bench/xgboost_bench.py $(CONF)
 	$(PY) bench/serve_bench.py

@@ -13,7 +13,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     # The driver's log4j2 config (lakeml.core.logs) ships inside the package.
-    package_data={"lakeml.core": ["log4j2.properties"]},
+    package_data={"lakeml.core": ["log4j2.properties"], "lakeml": ["presets/*.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "pyspark>=4.2,<4.3",

@@ -105,15 +105,15 @@ def events_steps(spark: SparkSession, root: str) -> list[dict[str, Any]]:
             lambda: spark.read.text(str(raw)).write.format("delta").save(f"{root}/copy"),
             [f"{root}/copy"],
         ),
-        measure(spark, "bronze", lambda: bronze.ingest(spark, str(raw), b), [b]),
-        measure(spark, "silver", lambda: silver.update(spark, b, s, q), [s, q]),
-        measure(spark, "bronze_rerun", lambda: bronze.ingest(spark, str(raw), b), [b]),
-        measure(spark, "silver_rerun", lambda: silver.update(spark, b, s, q), [s, q]),
+        measure(spark, "bronze", lambda: bronze.ingest(spark, str(raw), b, EVENTS), [b]),
+        measure(spark, "silver", lambda: silver.update(spark, b, s, q, SOURCE), [s, q]),
+        measure(spark, "bronze_rerun", lambda: bronze.ingest(spark, str(raw), b, EVENTS), [b]),
+        measure(spark, "silver_rerun", lambda: silver.update(spark, b, s, q, SOURCE), [s, q]),
     ]
     shutil.move(str(days[30]), raw / days[30].name)
     steps += [
-        measure(spark, "bronze_new_day", lambda: bronze.ingest(spark, str(raw), b), [b]),
-        measure(spark, "silver_new_day", lambda: silver.update(spark, b, s, q), [s, q]),
+        measure(spark, "bronze_new_day", lambda: bronze.ingest(spark, str(raw), b, EVENTS), [b]),
+        measure(spark, "silver_new_day", lambda: silver.update(spark, b, s, q, SOURCE), [s, q]),
     ]
     return steps
 
@@ -131,6 +131,10 @@ def table_steps(spark: SparkSession, root: str, telco_conf: str) -> list[dict[st
 
     tables = list(paths.values())
     return [measure(spark, "table", step, tables), measure(spark, "table_rerun", step, tables)]
+
+
+SOURCE = load_config(Path(__file__).resolve().parents[1] / "conf" / "local.yaml").source
+EVENTS = SOURCE.events
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from lakeml.synthetic.generate import GenerateResult
+    from lakeml.synthetic.purchases import PurchaseResult
 
 STEPS = ("features", "train", "score")
 # `lakeml pipeline` exit status when no model version passed the gate and none did before:
@@ -42,12 +43,12 @@ def connect_tracking(cfg: Config) -> Any:
 
 def run_generate(
     spark: SparkSession, cfg: Config, report: Report, output: str | None = None
-) -> GenerateResult:
-    from lakeml.synthetic.generate import generate_events
+) -> GenerateResult | PurchaseResult:
+    from lakeml.synthetic.generate import generate
 
     out = output or cfg.source_path
     with report.stage("generate"):
-        result = generate_events(spark, cfg.generate, out)
+        result = generate(spark, cfg.generate, out)
     report.progress(
         "generate",
         f"{result.lines} lines in {result.files} daily files for {result.users} users -> {out}",
@@ -67,11 +68,12 @@ def run_features(
     if cfg.source.kind == "table":
         return run_table_features(spark, cfg, report, input_path)
     from lakeml.features import gold
+    from lakeml.features.snapshots import LogColumns
     from lakeml.ingest import bronze, silver
 
     source = input_path or cfg.source_path
     with report.stage("bronze"):
-        b = bronze.ingest(spark, source, cfg.table("bronze"))
+        b = bronze.ingest(spark, source, cfg.table("bronze"), cfg.source.events)
     report.progress("bronze", f"{b.rows} new raw lines from {b.files} new files")
     with report.stage("silver"):
         s = silver.update(
@@ -88,7 +90,8 @@ def run_features(
     # Gold finds what silver gained since its own last write in the tables' commits, not in
     # `s`: so a rerun after a crash between the silver and gold writes still catches up.
     with report.stage("gold"):
-        g = gold.update(spark, cfg.features, paths, full_refresh)
+        log = LogColumns.of(cfg.source.events, cfg.features)
+        g = gold.update(spark, cfg.features, paths, log, full_refresh)
     report.progress(
         "gold",
         f"{len(g.snapshots_computed)} snapshots computed, {g.snapshots_total} in all "

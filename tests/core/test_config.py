@@ -217,7 +217,9 @@ def test_choices_are_exported_for_other_modules() -> None:
 def test_env_interpolation_with_default_and_error(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("LAKEML_TEST_ROOT", str(tmp_path / "r"))
     p = write(
-        tmp_path, "storage:\n  root: ${LAKEML_TEST_ROOT}\nmlflow:\n  experiment: ${NOPE:-x}\n"
+        tmp_path,
+        "preset: sparkify\nstorage:\n  root: ${LAKEML_TEST_ROOT}\n"
+        "mlflow:\n  experiment: ${NOPE:-x}\n",
     )
     cfg = load_config(p)
     assert cfg.storage.root == str(tmp_path / "r")

@@ -80,7 +80,7 @@ def test_a_whole_value_reference_is_typed_like_yaml(
     monkeypatch.setenv("LAKEML_TEST_ZIP", "017")
     p = write(
         tmp_path,
-        f"storage: {{root: {tmp_path}}}\n"
+        f"preset: sparkify\nstorage: {{root: {tmp_path}}}\n"
         "generate:\n  users: ${LAKEML_TEST_UNSET:-500}\n  days: ${LAKEML_TEST_DAYS}\n"
         "train:\n  gate: {margin: '${LAKEML_TEST_UNSET:-0.05}'}\n"
         "  split: {test_fraction: '${LAKEML_TEST_UNSET:-1e-1}'}\n"
@@ -104,7 +104,9 @@ def test_a_referenced_value_of_the_wrong_type_names_the_key(
 ) -> None:
     monkeypatch.setenv("LAKEML_TEST_DAYS", "yes")
     p = write(
-        tmp_path, f"storage: {{root: {tmp_path}}}\ngenerate: {{days: '${{LAKEML_TEST_DAYS}}'}}\n"
+        tmp_path,
+        f"preset: sparkify\nstorage: {{root: {tmp_path}}}\n"
+        "generate: {days: '${LAKEML_TEST_DAYS}'}\n",
     )
     assert load_error(p) == "config key 'generate.days': must be a whole number (got 'yes')"
 

@@ -118,7 +118,7 @@ def test_a_mapping_hides_secret_keys_at_any_depth_and_known_values_anywhere() ->
 def _config_with_secrets(tmp_path: Path) -> Path:
     p = tmp_path / "c.yaml"
     p.write_text(
-        f"storage:\n  root: {tmp_path}/lake\n"
+        f"preset: sparkify\nstorage:\n  root: {tmp_path}/lake\n"
         "spark:\n  conf:\n"
         "    spark.hadoop.fs.s3a.secret.key: ${LAKEML_TEST_TOKEN}\n"
         "    spark.hadoop.fs.s3a.access.key: AKIAFROMTHEFILE\n"
@@ -176,7 +176,10 @@ def test_messages_lose_the_secrets_of_the_config(tmp_path: Path, secret_env: Non
 
 def test_a_load_error_quotes_no_secret(tmp_path: Path, secret_env: None) -> None:
     p = tmp_path / "c.yaml"
-    p.write_text(f"storage:\n  root: {tmp_path}\ngenerate:\n  users: ${{LAKEML_TEST_TOKEN}}\n")
+    p.write_text(
+        f"preset: sparkify\nstorage:\n  root: {tmp_path}\n"
+        "generate:\n  users: ${LAKEML_TEST_TOKEN}\n"
+    )
     with pytest.raises(LakemlError) as info:
         load_config(p)
     assert str(info.value) == "config key 'generate.users': must be a whole number (got '***')"

@@ -7,14 +7,15 @@ import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
+from sparkify import AGGREGATIONS, LOG, SILVER
 
 from lakeml.core.errors import LakemlError
-from lakeml.features import events as features
-from lakeml.features.events import build_features
-from lakeml.ingest.silver import SILVER_SCHEMA
+from lakeml.features import aggregate
 
-# Silver's own column types, only the columns the feature job reads.
-SILVER = T.StructType([f for f in SILVER_SCHEMA.fields if f.name in features.REQUIRED_COLUMNS])
+
+def build_features(silver: DataFrame, dates: list[date], windows: list[int]) -> DataFrame:
+    """The Sparkify preset's features."""
+    return aggregate.build_features(silver, dates, windows, AGGREGATIONS, LOG)
 
 
 def utc(text: str) -> datetime:

@@ -11,17 +11,14 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from sparkify import SILVER, features_config, update
 
 from lakeml.core import storage
 from lakeml.core.config import FeaturesConfig, SnapshotConfig
 from lakeml.core.errors import LakemlError
-from lakeml.features import events as features
-from lakeml.features import gold
 from lakeml.features.gold import GoldPaths, Plan, plan_refresh
-from lakeml.ingest.silver import MARKER_KEY, NEW_SINCE, SILVER_SCHEMA
+from lakeml.ingest.silver import MARKER_KEY, NEW_SINCE
 
-# Silver's own column types, only the columns the feature job reads.
-SILVER = T.StructType([f for f in SILVER_SCHEMA.fields if f.name in features.REQUIRED_COLUMNS])
 LABELS = T.StructType(
     [
         T.StructField("user_id", T.StringType()),
@@ -51,7 +48,7 @@ def append_silver(spark: SparkSession, path: str, rows: list[tuple[Any, ...]]) -
 
 
 def config(tmp_path: Path) -> FeaturesConfig:
-    return FeaturesConfig(
+    return features_config(
         windows=[7],
         label_horizon_days=2,
         snapshots=SnapshotConfig(every_days=1, min_history_days=7),
@@ -77,7 +74,7 @@ def test_update_is_idempotent_a_second_call_writes_nothing(
     silver, features, labels = paths(tmp_path)
     append_silver(spark, silver, ten_days())
 
-    first = gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
+    first = update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
     # D = 10-10; series 10-11, 10-10, 10-09, 10-08 (>= 10-01 + 7 days).
     # Populations: 10-08 a b c, 10-09 a b c (c cancels on S), 10-10 a b, 10-11 a b -> 10 rows.
     # Labelled (S + 1 <= 10-10): 10-08 and 10-09, 3 users each -> 6 rows.
@@ -97,7 +94,7 @@ def test_update_is_idempotent_a_second_call_writes_nothing(
     )
     versions = (storage.version(spark, features), storage.version(spark, labels))
 
-    again = gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
+    again = update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
     assert asdict(again) == {
         "snapshots_computed": [],
         "feature_rows": 0,
@@ -120,12 +117,12 @@ def test_appending_a_day_rewrites_only_new_and_affected_snapshots(
     cfg = config(tmp_path)
     silver, features, labels = paths(tmp_path)
     append_silver(spark, silver, ten_days())
-    gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
+    update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
     before = storage.version(spark, features), storage.version(spark, labels)
 
     # Day 10-11 arrives: a listens, b cancels.
     append_silver(spark, silver, [ev("a", "2018-10-11", session=11), ev("b", "2018-10-11", CANCEL)])
-    result = gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
+    result = update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
 
     # D = 10-11. Features change only for S > 10-11: the new 10-12 (a only; b cancelled
     # 10-11). Labels change for S > 10-11 - 2 days = 10-09 among the labelled (S + 1 <=
@@ -162,8 +159,8 @@ def test_full_refresh_recomputes_every_snapshot(spark: SparkSession, tmp_path: P
     cfg = config(tmp_path)
     silver, features, labels = paths(tmp_path)
     append_silver(spark, silver, ten_days())
-    gold.update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
-    result = gold.update(
+    update(spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels))
+    result = update(
         spark, cfg, GoldPaths(silver, str(tmp_path / "q"), features, labels), full_refresh=True
     )
     # same 4 snapshots, 10 feature and 6 label rows as the first build
@@ -176,9 +173,7 @@ def test_silver_without_rows_is_a_clear_error(spark: SparkSession, tmp_path: Pat
     silver, features, labels = paths(tmp_path)
     append_silver(spark, silver, [])
     with pytest.raises(LakemlError, match="no valid events in silver.*quarantine"):
-        gold.update(
-            spark, config(tmp_path), GoldPaths(silver, str(tmp_path / "q"), features, labels)
-        )
+        update(spark, config(tmp_path), GoldPaths(silver, str(tmp_path / "q"), features, labels))
 
 
 def test_plan_rebuilds_missing_tables_and_refreshes_what_new_events_can_change() -> None:
@@ -209,7 +204,7 @@ def test_a_changed_horizon_stops_until_a_full_refresh_rebuilds_the_labels(
     silver, features, labels = paths(tmp_path)
     gold_paths = GoldPaths(silver, str(tmp_path / "q"), features, labels)
     append_silver(spark, silver, ten_days())
-    gold.update(spark, config(tmp_path), gold_paths)
+    update(spark, config(tmp_path), gold_paths)
     assert storage.count(spark, labels) == 6  # 2-day labels of 10-08 and 10-09
     versions = storage.version(spark, features), storage.version(spark, labels)
     longer = config(tmp_path).model_copy(update={"label_horizon_days": 200})
@@ -219,12 +214,12 @@ def test_a_changed_horizon_stops_until_a_full_refresh_rebuilds_the_labels(
         LakemlError,
         match=r"labels: features\.label_horizon_days \(2 -> 200\)\).*--full-refresh",
     ) as raised:
-        gold.update(spark, longer, gold_paths)
+        update(spark, longer, gold_paths)
     assert "features.windows" not in str(raised.value)
     assert "\n" not in str(raised.value)
     assert (storage.version(spark, features), storage.version(spark, labels)) == versions
 
-    result = gold.update(spark, longer, gold_paths, full_refresh=True)
+    result = update(spark, longer, gold_paths, full_refresh=True)
 
     # D = 10-10: no snapshot has 200 days observed after it, so the rebuilt labels table is
     # empty, with the labels' columns; the features are the same 10 rows as before.
@@ -238,5 +233,5 @@ def test_a_changed_horizon_stops_until_a_full_refresh_rebuilds_the_labels(
         ignore_row_order=True,
     )
     # The new values are recorded: the next run has nothing to do and no complaint.
-    again = gold.update(spark, longer, gold_paths)
+    again = update(spark, longer, gold_paths)
     assert again.snapshots_computed == []

@@ -16,16 +16,17 @@ from chispa import assert_df_equality
 from fault_harness import crash_on_write
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
+from sparkify import SOURCE, features_config, update
 
 from lakeml.core import storage
-from lakeml.core.config import FeaturesConfig, SnapshotConfig
+from lakeml.core.config import SnapshotConfig
 from lakeml.features import gold
 from lakeml.ingest import bronze, silver
 
 CANCEL = "Cancellation Confirmation"
 # 2-day windows and horizon; a snapshot every 2 days on the grid of the default origin
 # 1970-01-05: 2018-10-02 is 17806 - 4 = 2 * 8901 days after it, so the even days of October.
-CONFIG = FeaturesConfig(
+CONFIG = features_config(
     windows=[2], label_horizon_days=2, snapshots=SnapshotConfig(every_days=2, min_history_days=2)
 )
 DAYS = [f"2018-10-0{day}" for day in range(1, 6)]
@@ -91,13 +92,13 @@ class Lake:
     def ingest(self) -> None:
         """Bronze and silver, as `lakeml features` runs them before gold."""
         p = self.paths
-        bronze.ingest(self.spark, str(self.raw), p["bronze"])
-        silver.update(self.spark, p["bronze"], p["silver"], p["quarantine"])
+        bronze.ingest(self.spark, str(self.raw), p["bronze"], SOURCE.events)
+        silver.update(self.spark, p["bronze"], p["silver"], p["quarantine"], SOURCE)
 
     def gold(self) -> gold.GoldResult:
         p = self.paths
         paths = gold.GoldPaths(p["silver"], p["quarantine"], p["features"], p["labels"])
-        return gold.update(self.spark, CONFIG, paths)
+        return update(self.spark, CONFIG, paths)
 
     def run(self) -> gold.GoldResult:
         self.ingest()

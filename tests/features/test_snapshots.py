@@ -6,6 +6,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
+from sparkify import LOG
 
 from lakeml.core.config import SnapshotConfig
 from lakeml.core.errors import LakemlError
@@ -16,7 +17,6 @@ from lakeml.features.snapshots import (
     snapshot_dates,
     snapshot_frame,
     snapshot_series,
-    user_lifecycle,
 )
 
 EVENTS = T.StructType(
@@ -137,7 +137,7 @@ def test_population_is_users_seen_before_s_and_not_yet_cancelled(spark: SparkSes
         EVENTS,
     )
     s1, s2 = d("2018-10-05"), d("2018-10-10")
-    actual = population(user_lifecycle(events), snapshot_frame(spark, [s1, s2])).select(
+    actual = population(events, snapshot_frame(spark, [s1, s2]), LOG).select(
         "user_id", "snapshot_date"
     )
     expected = spark.createDataFrame(

@@ -7,6 +7,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from sparkify import EVENTS
 
 from lakeml.core import storage
 from lakeml.core.errors import LakemlError
@@ -37,7 +38,7 @@ def test_every_line_is_ingested_once_and_new_files_are_picked_up(
     write_lines(raw / "_SUCCESS", "marker")
     write_lines(raw / ".2018-10-03-events.json.crc", "checksum")
 
-    first = bronze.ingest(spark, str(raw), table)
+    first = bronze.ingest(spark, str(raw), table, EVENTS)
 
     # 4 lines (a malformed and a blank one included) + 1 line, from 2 files, in one commit.
     assert first == bronze.BronzeResult(rows=5, files=2)
@@ -54,12 +55,12 @@ def test_every_line_is_ingested_once_and_new_files_are_picked_up(
     version = storage.version(spark, table)
 
     # Nothing new: no line read, no commit.
-    assert bronze.ingest(spark, str(raw), table) == bronze.BronzeResult(rows=0, files=0)
+    assert bronze.ingest(spark, str(raw), table, EVENTS) == bronze.BronzeResult(rows=0, files=0)
     assert storage.version(spark, table) == version
 
     write_lines(raw / "2018-10-03-events.json", '{"ts": 4}', '{"ts": 5}')
 
-    assert bronze.ingest(spark, str(raw), table) == bronze.BronzeResult(rows=2, files=1)
+    assert bronze.ingest(spark, str(raw), table, EVENTS) == bronze.BronzeResult(rows=2, files=1)
     assert len(bronze_lines(spark, table)) == 7  # 5 + 2, nothing ingested twice
     assert storage.version(spark, table) == version + 1
     times = storage.read(spark, table).groupBy("ingested_at").count().orderBy("ingested_at")
@@ -84,7 +85,7 @@ def test_bronze_rows_are_the_raw_line_its_file_and_the_ingest_time(
 
 def test_missing_input_folder_is_a_clear_error(spark: SparkSession, tmp_path: Path) -> None:
     with pytest.raises(LakemlError, match="does not exist or cannot be read"):
-        bronze.ingest(spark, str(tmp_path / "nope"), str(tmp_path / "b"))
+        bronze.ingest(spark, str(tmp_path / "nope"), str(tmp_path / "b"), EVENTS)
 
 
 def test_empty_folder_on_first_run_is_a_clear_error(spark: SparkSession, tmp_path: Path) -> None:
@@ -93,7 +94,7 @@ def test_empty_folder_on_first_run_is_a_clear_error(spark: SparkSession, tmp_pat
     write_lines(raw / "_SUCCESS", "not an input")
 
     with pytest.raises(LakemlError, match="no raw event files in"):
-        bronze.ingest(spark, str(raw), str(tmp_path / "b"))
+        bronze.ingest(spark, str(raw), str(tmp_path / "b"), EVENTS)
     assert not storage.exists(spark, str(tmp_path / "b"))
 
 
@@ -103,9 +104,9 @@ def test_empty_folder_is_fine_once_bronze_has_data(spark: SparkSession, tmp_path
     empty.mkdir()
     write_lines(first / "2018-10-01-events.json", '{"ts": 1}')
     table = str(tmp_path / "bronze")
-    bronze.ingest(spark, str(first), table)
+    bronze.ingest(spark, str(first), table, EVENTS)
 
-    assert bronze.ingest(spark, str(empty), table) == bronze.BronzeResult(rows=0, files=0)
+    assert bronze.ingest(spark, str(empty), table, EVENTS) == bronze.BronzeResult(rows=0, files=0)
 
 
 def test_file_names_with_spaces_and_brackets_are_ingested_once(
@@ -117,8 +118,8 @@ def test_file_names_with_spaces_and_brackets_are_ingested_once(
     write_lines(raw / "day 1 [copy].json", '{"ts": 1}', '{"ts": 2}')
     table = str(tmp_path / "bronze")
 
-    assert bronze.ingest(spark, str(raw), table) == bronze.BronzeResult(rows=2, files=1)
-    assert bronze.ingest(spark, str(raw), table) == bronze.BronzeResult(rows=0, files=0)
+    assert bronze.ingest(spark, str(raw), table, EVENTS) == bronze.BronzeResult(rows=2, files=1)
+    assert bronze.ingest(spark, str(raw), table, EVENTS) == bronze.BronzeResult(rows=0, files=0)
     assert bronze_lines(spark, table) == [
         ("day%201%20%5Bcopy%5D.json", '{"ts": 1}'),
         ("day%201%20%5Bcopy%5D.json", '{"ts": 2}'),

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from sparkify import AGGREGATIONS, LOG, SILVER
 
 from lakeml.core.config import load_config
-from lakeml.features.events import REQUIRED_COLUMNS, build_features
-from lakeml.ingest.silver import SILVER_SCHEMA
+from lakeml.features.aggregate import build_features
 from lakeml.scoring import drift
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
@@ -70,15 +70,15 @@ def events(spark: SparkSession, thumbs_down_in_scored_week: float) -> DataFrame:
         "platform",
         F.to_timestamp(F.lit("2018-09-01")).alias("registration"),
     )
-    types = {f.name: f.dataType for f in SILVER_SCHEMA.fields}
-    return out.select(*[F.col(c).cast(types[c]) for c in REQUIRED_COLUMNS])
+    return out.select(*[F.col(f.name).cast(f.dataType) for f in SILVER.fields])
 
 
 def flagged(spark: SparkSession, thumbs_down_in_scored_week: float) -> list[str]:
     monitor = load_config(CONF, ["storage.root=/tmp/unused"]).monitor
     feats = build_features(
-        events(spark, thumbs_down_in_scored_week), [REFERENCE, SCORED], [7, 14, 28]
-    )
+        events(spark, thumbs_down_in_scored_week), [REFERENCE, SCORED], [7, 14, 28],
+        AGGREGATIONS, LOG,
+    )  # fmt: skip
     names = [c for c in feats.columns if c not in ("user_id", "snapshot_date")]
     left_out = drift.excluded(names, monitor.exclude)
     kinds = dict(feats.dtypes)

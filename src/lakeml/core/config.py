@@ -34,6 +34,12 @@ from lakeml.core.config_load import (
 )
 from lakeml.core.config_load import Section as _Section
 from lakeml.core.errors import LakemlError
+from lakeml.core.event_spec import (
+    Aggregation,
+    EventSourceSpec,
+    TargetConfig,
+    check_features,
+)
 from lakeml.core.secrets import redact_text
 
 ModelType = Literal["logistic_regression", "random_forest", "gbt", "xgboost"]
@@ -95,7 +101,11 @@ class DirtConfig(_Section):
 
 
 class GenerateConfig(_Section):
+    """`lakeml generate`: `eventsim` writes Sparkify-schema JSON-lines day files,
+    `purchases` a retail purchase log as CSV day files (`lakeml.synthetic.purchases`)."""
+
     KEY = "generate"
+    kind: Literal["eventsim", "purchases"] = Field("eventsim", title="generator kind")
     users: int = Field(500, ge=1)
     days: int = Field(60, ge=1)
     start_date: IsoDate = "2018-10-01"
@@ -131,18 +141,18 @@ class TableSourceConfig(_Section):
 class SourceConfig(_Section):
     """Where raw data is read from; relative paths are under storage.root.
 
-    kind `events`: a folder of eventsim JSON-lines logs; kind `table`: a customer snapshot
-    table (csv, parquet, delta, json) described by `table`.
+    kind `events`: a folder of event log files described by `events` (e.g. the Sparkify
+    preset, `conf/presets/sparkify.yaml`); kind `table`: a customer snapshot table (csv,
+    parquet, delta, json) described by `table`.
     """
 
     KEY = "source"
     kind: Literal["events", "table"] = Field("events", title="source kind")
     path: NonEmpty = "raw/events"
+    events: EventSourceSpec | None = None
     table: TableSourceConfig = Field(default_factory=TableSourceConfig)
-    # Events before min_event_date or after ingestion + clock_skew_minutes are quarantined,
-    # and so are registrations before min_registration_date (epoch seconds read as ms).
+    # Events before min_event_date or after ingestion + clock_skew_minutes are quarantined.
     min_event_date: IsoDate = "2000-01-01"
-    min_registration_date: IsoDate = "2000-01-01"
     clock_skew_minutes: int = Field(60, ge=0)
 
     @model_validator(mode="after")
@@ -194,6 +204,12 @@ class FeaturesConfig(_Section):
     )
     label_horizon_days: int = Field(14, ge=1)
     snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
+    # Event logs: the features per (entity, snapshot) and the label (`lakeml.core.event_spec`).
+    aggregations: list[Aggregation] = Field(default_factory=list)
+    target: TargetConfig | None = None
+    # Who a snapshot is about: entities with an event in the `active_within_days` days before
+    # it (null: any time before it), less those a churn_event target already took out.
+    active_within_days: int | None = Field(None, ge=1)
 
 
 class ModelSpec(_Section):
@@ -396,6 +412,8 @@ class ServeConfig(_Section):
 
 
 class Config(_Section):
+    # A preset under the config file's `presets/` folder the file's keys are laid over.
+    preset: Text = ""
     storage: StorageConfig
     spark: SparkConfig = Field(default_factory=SparkConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
@@ -411,6 +429,35 @@ class Config(_Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    @model_validator(mode="after")
+    def _events_fit_features(self) -> Config:
+        events, f = self.source.events, self.features
+        if self.source.kind != "events":
+            return self
+        if events is None:
+            raise rule(
+                "source.events",
+                "must describe the event log when source.kind is events (or start the config "
+                "with `preset: sparkify` for eventsim logs)",
+            )
+        if not f.aggregations:
+            raise rule("features.aggregations", "must list the features of the event log")
+        if f.target is None:
+            raise rule("features.target", "must say what the label is for an event log")
+        problems = check_features(f.aggregations, f.target, events)
+        if problems:
+            key, message = problems[0]
+            raise rule(f"features.{key}", message)
+        pairs = (
+            ("train.entity_col", self.train.entity_col, "source.events.entity", events.entity),
+            ("train.label_col", self.train.label_col, "features.target.label_col",
+             f.target.label_col),
+        )  # fmt: skip
+        for key, value, other, want in pairs:
+            if value != want:
+                raise rule(key, f"must equal {other} ({want!r}), got {value!r}")
+        return self
 
     @model_validator(mode="after")
     def _budget_is_measured(self) -> Config:

@@ -165,7 +165,7 @@ def read_mapping(
     `free_form` holds the paths of mappings with free-text keys (`spark.conf`): an override
     key continues there as one key, dots and all (`spark.conf.spark.hadoop.fs.s3a.endpoint`).
     """
-    data = _read_yaml(Path(path))
+    data = _with_preset(Path(path), _read_yaml(Path(path)))
     for assignment in overrides or []:
         _apply_override(data, assignment, free_form)
     env_secrets: set[str] = set()
@@ -179,6 +179,40 @@ def read_mapping(
             shown_storage["root"] = storage["root"]
     secrets = frozenset(env_secrets | secret_values(data))
     return Resolved(data, redact_mapping(shown, secrets), secrets)
+
+
+# The presets lakeml ships (conf/presets links here).
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
+
+
+def _with_preset(p: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` laid over the preset its `preset` key names (`presets/<name>.yaml` beside the
+    file, else one lakeml ships): mappings merge key by key, any other value of the file
+    replaces the preset's."""
+    name = data.get("preset")
+    if not name:
+        return data
+    folders = [p.parent / "presets", PRESETS]
+    found = {x.stem: x for f in reversed(folders) if f.is_dir() for x in f.glob("*.yaml")}
+    if not isinstance(name, str) or name not in found:
+        raise LakemlError(
+            f"config key 'preset': no preset {name!r} (available: {', '.join(sorted(found))}); "
+            f"presets are read from {str(folders[0])!r} and {str(PRESETS)!r}"
+        )
+    base = _read_yaml(found[name])
+    if "preset" in base:
+        raise LakemlError(f"preset {name!r} must not name a preset itself")
+    return _merged(base, data)
+
+
+def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _read_yaml(p: Path) -> dict[str, Any]:

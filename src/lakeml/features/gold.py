@@ -19,10 +19,11 @@ from pyspark.sql import types as T
 from lakeml.core import failpoints, storage
 from lakeml.core.config import FeaturesConfig
 from lakeml.core.errors import LakemlError
+from lakeml.core.event_spec import TargetConfig
 from lakeml.features import lineage
-from lakeml.features.events import build_features
+from lakeml.features.aggregate import build_features
 from lakeml.features.labels import build_labels
-from lakeml.features.snapshots import event_day_range, labelled_dates, snapshot_dates
+from lakeml.features.snapshots import LogColumns, event_day_range, labelled_dates, snapshot_dates
 
 PARTITION = "snapshot_date"
 
@@ -87,7 +88,11 @@ class GoldResult:
 
 
 def update(
-    spark: SparkSession, cfg: FeaturesConfig, paths: GoldPaths, full_refresh: bool = False
+    spark: SparkSession,
+    cfg: FeaturesConfig,
+    paths: GoldPaths,
+    log: LogColumns,
+    full_refresh: bool = False,
 ) -> GoldResult:
     """Bring the gold feature and label tables up to date with silver.
 
@@ -137,14 +142,14 @@ def update(
     feature_rows = label_rows = 0
     # A rebuild writes even when no snapshot qualifies: the empty table replaces the old one.
     if plan.features or stored["features"] is None:
-        features = build_features(silver, plan.features, cfg.windows)
+        features = build_features(silver, plan.features, cfg.windows, cfg.aggregations, log)
         meta = lineage.record(source, values["features"])
         feature_rows, stored["features"] = _write(
             spark, features, tables["features"], plan.features, stored["features"], meta
         )
     failpoints.reach("gold.features_written")
     if plan.labels or stored["labels"] is None:
-        labels = build_labels(silver, plan.labels, horizon, last_day)
+        labels = build_labels(silver, plan.labels, horizon, last_day, _target(cfg), log)
         meta = lineage.record(source, values["labels"])
         label_rows, stored["labels"] = _write(
             spark, labels, tables["labels"], plan.labels, stored["labels"], meta
@@ -156,6 +161,12 @@ def update(
         snapshots_total=len(stored["features"] or ()),
         labelled_snapshots=len(stored["labels"] or ()),
     )
+
+
+def _target(cfg: FeaturesConfig) -> TargetConfig:
+    if cfg.target is None:
+        raise LakemlError("features.target must say what the label is for an event log")
+    return cfg.target
 
 
 def _check_config(records: dict[str, Any], values: dict[str, dict[str, Any]]) -> None:

@@ -64,9 +64,22 @@ def shaping_config(cfg: FeaturesConfig) -> dict[str, dict[str, Any]]:
             "features.snapshots.min_history_days": snaps.min_history_days,
             "features.snapshots.origin": snaps.origin,
         }
+    population = {"features.active_within_days": cfg.active_within_days}
+    aggregations = [a.model_dump(mode="json") for a in cfg.aggregations]
+    target = cfg.target.model_dump(mode="json") if cfg.target else None
     return {
-        "features": {"features.windows": sorted(set(cfg.windows)), **policy},
-        "labels": {"features.label_horizon_days": cfg.label_horizon_days, **policy},
+        "features": {
+            "features.windows": sorted(set(cfg.windows)),
+            "features.aggregations": digest({"aggregations": aggregations}),
+            **population,
+            **policy,
+        },
+        "labels": {
+            "features.label_horizon_days": cfg.label_horizon_days,
+            "features.target": digest({"target": target}),
+            **population,
+            **policy,
+        },
     }
 
 

@@ -7,15 +7,17 @@ is trained on exactly the users it will later score.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeml.core.config import SnapshotConfig
+from lakeml.core.config import FeaturesConfig, SnapshotConfig
 from lakeml.core.errors import LakemlError
+from lakeml.core.event_spec import EventSourceSpec
 
-CANCELLATION = "Cancellation Confirmation"
+SNAPSHOT = "snapshot_date"
 
 
 def event_day_range(silver: DataFrame) -> tuple[date, date] | None:
@@ -90,26 +92,51 @@ def snapshot_frame(spark: SparkSession, dates: list[date]) -> DataFrame:
     return spark.range(1).select(F.explode(values).alias("snapshot_date"))
 
 
-def user_lifecycle(silver: DataFrame) -> DataFrame:
-    """Per user: first event day and first cancellation day (null if never cancelled)."""
-    is_cancellation = F.col("page") == CANCELLATION
-    return silver.groupBy("user_id").agg(
-        F.min("event_date").alias("first_event_date"),
-        F.min(F.when(is_cancellation, F.col("event_date"))).alias("cancellation_date"),
+@dataclass(frozen=True)
+class LogColumns:
+    """What gold must know of the event log beyond the features: the entity and event-type
+    columns, the event types after which an entity has churned (a `churn_event` target) and
+    how recently an entity must have been active to be in a snapshot (None: ever)."""
+
+    entity: str
+    event_type: str = ""
+    churn_events: tuple[str, ...] = ()
+    active_within_days: int | None = None
+
+    @classmethod
+    def of(cls, source: EventSourceSpec, features: FeaturesConfig) -> LogColumns:
+        target = features.target
+        churn = tuple(target.event_types) if target and target.kind == "churn_event" else ()
+        return cls(source.entity, source.event_type, churn, features.active_within_days)
+
+
+def lifecycle(silver: DataFrame, log: LogColumns) -> DataFrame:
+    """Per entity: first event day and first churn event day (null if none, or no such
+    target)."""
+    churned = F.lit(None).cast("date")
+    if log.churn_events:
+        is_churn = F.col(log.event_type).isin(list(log.churn_events))
+        churned = F.min(F.when(is_churn, F.col("event_date")))
+    return silver.groupBy(log.entity).agg(
+        F.min("event_date").alias("first_event_date"), churned.alias("churn_date")
     )
 
 
-def population(lifecycle: DataFrame, snapshots: DataFrame) -> DataFrame:
-    """(user_id, snapshot_date) for users active before S who had not cancelled before S.
-
-    The lifecycle columns ride along (labels need `cancellation_date`).
-    """
-    s = F.col("snapshot_date")
+def population(silver: DataFrame, snapshots: DataFrame, log: LogColumns) -> DataFrame:
+    """(entity, snapshot_date, churn_date) for entities with an event before S (within
+    `active_within_days` of it, if set) and no churn event before S."""
+    s = F.col(SNAPSHOT)
     seen_before = F.col("first_event_date") < s
-    not_churned_yet = F.col("cancellation_date").isNull() | (F.col("cancellation_date") >= s)
-    return lifecycle.join(F.broadcast(snapshots), seen_before & not_churned_yet, "inner").select(
-        F.col("user_id"),
-        F.col("snapshot_date"),
-        F.col("first_event_date"),
-        F.col("cancellation_date"),
+    not_churned_yet = F.col("churn_date").isNull() | (F.col("churn_date") >= s)
+    found = lifecycle(silver, log).join(F.broadcast(snapshots), seen_before & not_churned_yet)
+    found = found.select(F.col(log.entity), s, F.col("churn_date"))
+    if log.active_within_days is None:
+        return found
+    recent = F.col("event_date").between(F.date_sub(s, log.active_within_days), F.date_sub(s, 1))
+    active = (
+        silver.select(log.entity, "event_date")
+        .distinct()
+        .join(F.broadcast(snapshots), recent)
+        .select(log.entity, SNAPSHOT)
     )
+    return found.join(active, on=[log.entity, SNAPSHOT], how="left_semi")

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from lakeml.core import storage
 from lakeml.core.errors import LakemlError
+from lakeml.core.event_spec import EventSourceSpec
 
 BRONZE_COLUMNS = ("value", "source_file", "ingested_at")
 
@@ -57,9 +58,21 @@ def file_key(uri: str) -> str:
     return re.sub(r"^file:///", "file:/", uri)
 
 
-def _read_folder(spark: SparkSession, input_path: str) -> DataFrame:
+def _read_folder(spark: SparkSession, input_path: str, spec: EventSourceSpec) -> DataFrame:
+    """The folder's records as text lines (`value`), with the hidden `_metadata` column.
+
+    JSON and CSV files are read as lines; parquet and delta rows become one JSON object
+    each, so silver parses every format the same way.
+    """
+    options = {"pathGlobFilter": spec.pattern} if spec.pattern else {}
     try:
-        return spark.read.text(input_path)
+        if spec.format in ("json", "csv"):
+            return spark.read.options(**options).text(input_path)
+        rows = spark.read.options(**options).format(spec.format).load(input_path)
+        return rows.select(
+            F.to_json(F.struct(*[F.col(c) for c in rows.columns])).alias("value"),
+            F.col("_metadata"),
+        )
     except (PySparkException, Py4JJavaError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LakemlError(
@@ -82,13 +95,15 @@ def _ingested(spark: SparkSession, bronze_path: str) -> tuple[set[str], int | No
     return {r["source_file"] for r in per_file}, last
 
 
-def ingest(spark: SparkSession, input_path: str, bronze_path: str) -> BronzeResult:
+def ingest(
+    spark: SparkSession, input_path: str, bronze_path: str, spec: EventSourceSpec
+) -> BronzeResult:
     """Append the raw lines of files not yet in bronze to the bronze Delta table.
 
     Raises `LakemlError` if the input folder is missing or unreadable, or holds no files
     while bronze is still empty. Assumes one bronze writer at a time, as the pipeline runs it.
     """
-    folder = _read_folder(spark, input_path)
+    folder = _read_folder(spark, input_path, spec)
     # inputFiles() lists the folder with Spark's rules (hidden and `_` files skipped) and
     # reads nothing; the DataFrame keeps that listing, so the read below sees the same files.
     visible = {file_key(f) for f in folder.inputFiles()}
@@ -103,6 +118,10 @@ def ingest(spark: SparkSession, input_path: str, bronze_path: str) -> BronzeResu
         return BronzeResult(rows=0, files=0)
     # A filter on _metadata.file_path prunes the file listing: only new files are opened.
     new_lines = folder.where(F.col("_metadata.file_path").isin(new_files))
+    if spec.format == "csv":
+        # Each file's header line names the fields: not a record.
+        header = spec.delimiter.join(f.name for f in spec.fields)
+        new_lines = new_lines.where(F.col("value") != F.lit(header))
     written = Observation()
     rows = to_bronze(new_lines, last_ingested).observe(written, F.count(F.lit(1)).alias("rows"))
     storage.append(rows, bronze_path)

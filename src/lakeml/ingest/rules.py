@@ -1,7 +1,12 @@
-"""The rules a raw event line must pass to enter silver, and the parse they judge.
+"""The rules a raw event record must pass to enter silver, the parse they judge, and the
+silver columns, all as `source.events` declares them (`lakeml.core.event_spec`).
 
-`parse_events` reads each line's fields as text and types them; `assign_rule` names the
-first rule a line breaks, in the documented order (null: the line is a valid event).
+`parse_events` reads each record's fields as text and types them; `classify` adds the silver
+columns and names the first rule a record breaks, in this order (null: a valid event):
+`invalid_utf8`, `malformed_json` / `malformed_csv`, `missing_field:<field>` for each required
+field, `wrong_type:<field>` for each typed field (a timestamp that does not parse in its
+encoding too), `ts_too_early` / `ts_in_future` for the event time (source.min_event_date,
+source.clock_skew_minutes), then the declared rules in the order written.
 """
 
 from __future__ import annotations
@@ -14,45 +19,23 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeml.core.config import SourceConfig
+from lakeml.core.event_spec import EventField, EventRule, EventSourceSpec
 
-# The eventsim fields in a fixed order: the order of the struct the event_id is hashed from.
-EVENT_FIELDS: dict[str, T.DataType] = {
-    "artist": T.StringType(),
-    "auth": T.StringType(),
-    "firstName": T.StringType(),
-    "gender": T.StringType(),
-    "itemInSession": T.LongType(),
-    "lastName": T.StringType(),
-    "length": T.DoubleType(),
-    "level": T.StringType(),
-    "location": T.StringType(),
-    "method": T.StringType(),
-    "page": T.StringType(),
-    "registration": T.DoubleType(),
-    "sessionId": T.LongType(),
-    "song": T.StringType(),
-    "status": T.IntegerType(),
-    "ts": T.LongType(),
-    "userAgent": T.StringType(),
-    "userId": T.StringType(),
-}
-REQUIRED_FIELDS = ("ts", "userId", "sessionId", "itemInSession", "page", "auth", "level")
-# Non-string fields, in the order their type is checked (required ones first).
-TYPED_FIELDS = ("ts", "sessionId", "itemInSession", "length", "registration", "status")
+MS_PER_DAY = 86_400_000
+US_PER_DAY = 86_400_000_000
+EPOCH = date(1970, 1, 1)
 # Epoch milliseconds a timestamp can hold: 0001-01-01 to 9999-12-31T23:59:59.999 UTC.
 # Outside this range timestamp_millis would overflow, so such a value is a wrong type.
-EPOCH_MS_FIELDS = ("ts", "registration")
 MIN_EPOCH_MS, MAX_EPOCH_MS = -62_135_596_800_000, 253_402_300_799_999
-MS_PER_DAY = 86_400_000
-EPOCH = date(1970, 1, 1)
-
-# Every field read as text: a JSON number keeps its digits, so types are checked afterwards.
+SPARK_TYPES = {
+    "string": T.StringType(),
+    "long": T.LongType(),
+    "int": T.IntegerType(),
+    "double": T.DoubleType(),
+    "boolean": T.BooleanType(),
+}
 CORRUPT_COLUMN = "_corrupt_record"
-RAW_SCHEMA = T.StructType(
-    [T.StructField(name, T.StringType()) for name in EVENT_FIELDS]
-    + [T.StructField(CORRUPT_COLUMN, T.StringType())]
-)
-JSON_OPTIONS = {
+PARSE_OPTIONS = {
     "mode": "PERMISSIVE",
     "columnNameOfCorruptRecord": CORRUPT_COLUMN,
     # Strict JSON: Spark would otherwise accept 'single quotes' and NaN.
@@ -61,81 +44,158 @@ JSON_OPTIONS = {
 }
 
 
-def parse_events(bronze_rows: DataFrame) -> DataFrame:
-    """Bronze rows -> `json_ok`, `raw` (each field's text) and `event` (each field typed).
+def raw_schema(spec: EventSourceSpec) -> T.StructType:
+    """Every field as text, and the corrupt-record column."""
+    fields = [T.StructField(f.name, T.StringType()) for f in spec.fields]
+    return T.StructType([*fields, T.StructField(CORRUPT_COLUMN, T.StringType())])
 
-    `from_json` with a corrupt-record column flags anything that is not one JSON object:
-    truncated lines, arrays, scalars, blank lines (strict options: no single quotes, no
-    NaN). It was chosen over `try_parse_json` + variant casts, which flag the same lines
-    (and also reject duplicate keys, where from_json keeps the last), because it parses
-    this data about 30% faster. Each field is read as text and typed with `try_cast`, so
-    a value of the wrong type shows as raw-present-but-typed-null instead of silently
-    becoming null. `raw` and `event` mean nothing when `json_ok` is false.
+
+def parse_events(bronze_rows: DataFrame, spec: EventSourceSpec) -> DataFrame:
+    """Bronze rows -> `parsed_ok`, `raw` (each field's text) and `event` (each field typed).
+
+    A JSON line (parquet and delta rows are kept as JSON text in bronze) is parsed with
+    `from_json`, a CSV line with `from_csv`; the corrupt-record column flags a record that
+    is not one object (JSON: truncated lines, arrays, scalars, blank lines; CSV: a line with
+    the wrong number of fields). Each field is read as text and typed with `try_cast`, so a
+    value of the wrong type shows as raw-present-but-typed-null instead of silently becoming
+    null. `raw` and `event` mean nothing when `parsed_ok` is false.
     """
-    fields = F.from_json("value", RAW_SCHEMA, JSON_OPTIONS)
+    schema = raw_schema(spec)
+    if spec.format == "csv":
+        options = {k: v for k, v in PARSE_OPTIONS.items() if not k.startswith("allow")}
+        fields = F.from_csv("value", schema.simpleString(), {**options, "sep": spec.delimiter})
+    else:
+        fields = F.from_json("value", schema, PARSE_OPTIONS)
     parsed = bronze_rows.select("value", "source_file", "ingested_at", fields.alias("fields"))
-    raw = {name: F.col("fields")[name] for name in EVENT_FIELDS}
-    typed = {name: _typed(raw[name], name, dtype) for name, dtype in EVENT_FIELDS.items()}
-    json_ok = F.col("fields").isNotNull() & F.col("fields")[CORRUPT_COLUMN].isNull()
+    raw = {f.name: F.col("fields")[f.name] for f in spec.fields}
+    ok = F.col("fields").isNotNull() & F.col("fields")[CORRUPT_COLUMN].isNull()
     return parsed.select(
         "value",
         "source_file",
         "ingested_at",
-        json_ok.alias("json_ok"),
-        F.struct(*[raw[name].alias(name) for name in EVENT_FIELDS]).alias("raw"),
-        F.struct(*[typed[name].alias(name) for name in EVENT_FIELDS]).alias("event"),
+        ok.alias("parsed_ok"),
+        F.struct(*[raw[f.name].alias(f.name) for f in spec.fields]).alias("raw"),
+        F.struct(*[typed(raw[f.name], f).alias(f.name) for f in spec.fields]).alias("event"),
     )
 
 
-def _typed(text: Column, name: str, dtype: T.DataType) -> Column:
-    if isinstance(dtype, T.StringType):
+def typed(text: Column, f: EventField) -> Column:
+    """A field's text as its type; null when it is not one (or out of its encoding's range)."""
+    if f.timestamp in ("iso8601", "date"):
+        fmt = [F.lit("yyyy-MM-dd")] if f.timestamp == "date" else []
+        return F.try_to_timestamp(text, *fmt)
+    if f.type == "string":
         return text
-    value = text.try_cast(dtype)
-    if name in EPOCH_MS_FIELDS:
-        return F.when(value.between(MIN_EPOCH_MS, MAX_EPOCH_MS), value)
+    value = text.try_cast(SPARK_TYPES[f.type])
+    scale = {"epoch_ms": 1, "epoch_s": 1000}.get(f.timestamp or "")
+    if scale is not None:
+        return F.when(value.between(MIN_EPOCH_MS / scale, MAX_EPOCH_MS / scale), value)
     return value
 
 
-def day_start_ms(day: str) -> int:
-    """An ISO date at 00:00 UTC as epoch milliseconds."""
-    return (date.fromisoformat(day) - EPOCH).days * MS_PER_DAY
+def silver_value(f: EventField) -> Column:
+    """A typed field as silver keeps it: a timestamp for a time, else the typed value."""
+    value = F.col("event")[f.name]
+    if f.timestamp == "epoch_ms":
+        return F.timestamp_millis(value.try_cast("bigint"))
+    if f.timestamp == "epoch_s":
+        return F.timestamp_seconds(value)
+    return value
 
 
-def assign_rule(parsed: DataFrame, source: SourceConfig | None = None) -> DataFrame:
-    """Add `rule`: the first rule a row breaks, in the documented order; null when valid.
+def day_start(day: str) -> Column:
+    """An ISO date at 00:00 UTC as a timestamp."""
+    return F.timestamp_millis(F.lit((date.fromisoformat(day) - EPOCH).days * MS_PER_DAY))
 
-    The time rules use `source` (default: the config's defaults): an event before
-    `min_event_date` (e.g. ts written in seconds, which reads as January 1970) or later
-    than its own ingestion plus `clock_skew_minutes` cannot be placed in time; nor can a
-    registration before `min_registration_date` (in seconds while ts is in milliseconds),
-    which would make the account decades old.
-    """
-    source = source or SourceConfig()
+
+def _declared(r: EventRule) -> Column:
+    c = F.col(r.column)
+    if r.not_blank:
+        return F.trim(c.cast("string")) == ""
+    if r.allowed is not None:
+        return c.isNotNull() & ~c.cast("string").isin(list(r.allowed))
+    if r.min is not None:
+        return c < F.lit(r.min)
+    if r.max is not None:
+        return c > F.lit(r.max)
+    if r.after:
+        return c < day_start(r.after)
+    other = F.col(r.not_before)
+    return other.isNotNull() & (c < other)
+
+
+def rule_column(spec: EventSourceSpec, source: SourceConfig) -> Column:
+    """The first rule a row (parsed, with the silver field and derived columns) breaks."""
     raw, event = F.col("raw"), F.col("event")
     # Bytes that are not UTF-8 would read as U+FFFD in every field: the line goes to
     # quarantine, which keeps its bytes as they arrived (Spark's strings carry them as is).
+    malformed = "malformed_csv" if spec.format == "csv" else "malformed_json"
     checks: list[tuple[Column, str]] = [
         (~F.is_valid_utf8("value"), "invalid_utf8"),
-        (~F.col("json_ok"), "malformed_json"),
+        (~F.col("parsed_ok"), malformed),
     ]
-    checks += [(raw[name].isNull(), f"missing_field:{name}") for name in REQUIRED_FIELDS]
+    checks += [(raw[f.name].isNull(), f"missing_field:{f.name}") for f in spec.fields if f.required]
     checks += [
-        (raw[name].isNotNull() & event[name].isNull(), f"wrong_type:{name}")
-        for name in TYPED_FIELDS
+        (raw[f.name].isNotNull() & event[f.name].isNull(), f"wrong_type:{f.name}")
+        for f in spec.fields
+        if f.type != "string" or f.timestamp
     ]
-    latest_ms = F.unix_millis(F.col("ingested_at")) + F.lit(source.clock_skew_minutes * 60_000)
-    before_registration = event["registration"].isNotNull() & (event["ts"] < event["registration"])
+    ts = F.col(spec.timestamp)
+    latest = F.unix_micros("ingested_at") + F.lit(source.clock_skew_minutes * 60_000_000)
     checks += [
-        (event["ts"] < F.lit(day_start_ms(source.min_event_date)), "ts_too_early"),
-        (event["ts"] > latest_ms, "ts_in_future"),
-        (
-            event["registration"] < F.lit(day_start_ms(source.min_registration_date)),
-            "registration_too_early",
-        ),
-        (F.trim(event["userId"]) == "", "missing_user_id"),
-        (event["length"] < 0, "negative_length"),
-        (before_registration, "event_before_registration"),
+        (ts < day_start(source.min_event_date), "ts_too_early"),
+        (F.unix_micros(ts) > latest, "ts_in_future"),
     ]
+    checks += [(_declared(r), r.name) for r in spec.rules]
     first, *rest = checks
-    rule = reduce(lambda acc, check: acc.when(*check), rest, F.when(*first))
-    return parsed.select("*", rule.alias("rule"))
+    return reduce(lambda acc, check: acc.when(*check), rest, F.when(*first))
+
+
+def event_id(spec: EventSourceSpec) -> Column:
+    """A hash of the typed duplicate columns (every field by default), in the order of their
+    names in the records: the same event written with other key order, spacing or number
+    formatting gets the same id."""
+    wanted = set(spec.duplicate_columns)
+    chosen = sorted(f.name for f in spec.fields if not wanted or f.out in wanted)
+    struct = F.struct(*[F.col("event")[name].alias(name) for name in chosen])
+    return F.sha2(F.to_json(struct), 256)
+
+
+def silver_columns(spec: EventSourceSpec) -> list[str]:
+    """Silver's columns in order: id, entity, event time (`ts`, `event_date`), the other
+    fields and the derived columns, then where and when the row arrived."""
+    rest = [c for c in spec.columns if c not in (spec.entity, spec.timestamp)]
+    return ["event_id", spec.entity, "ts", "event_date", *rest, "source_file", "ingested_at"]
+
+
+def judge(bronze_rows: DataFrame, source: SourceConfig) -> DataFrame:
+    """Bronze rows -> `value` (the raw record), `rule` (the first rule it breaks; null: a
+    valid event) and the silver columns.
+
+    Times are UTC whatever the session time zone: `event_date` comes from whole days since
+    the epoch.
+    """
+    spec = source.events
+    assert spec is not None, "the config checks that source.events is set"
+    parsed = parse_events(bronze_rows, spec)
+    fields = parsed.select(
+        "*",
+        event_id(spec).alias("event_id"),
+        *[silver_value(f).alias(f.out) for f in spec.fields],
+    )
+    derived = fields.select("*", *[F.expr(e).alias(n) for n, e in spec.derived.items()])
+    judged = derived.select("*", rule_column(spec, source).alias("rule"))
+    ts = F.col(spec.timestamp)
+    day = F.date_from_unix_date(F.floor(F.unix_micros(ts) / US_PER_DAY).cast("int"))
+    out = judged.select("*", ts.alias("__ts"), day.alias("event_date")).drop(spec.timestamp)
+    out = out.withColumnRenamed("__ts", "ts")
+    return out.select("value", "rule", *silver_columns(spec))
+
+
+def classify(bronze_rows: DataFrame, source: SourceConfig) -> DataFrame:
+    """`judge`, with `value` kept only for rejected records: everything a batch needs after
+    judging each record, in flat columns."""
+    judged = judge(bronze_rows, source)
+    rejected = F.col("rule").isNotNull()
+    kept = [c for c in judged.columns if c != "value"]
+    return judged.select(F.when(rejected, F.col("value")).alias("value"), *kept)

@@ -13,43 +13,15 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession, Window
+from pyspark.sql import DataFrame, Observation, Row, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeml.core import storage
 from lakeml.core.config import SourceConfig
 from lakeml.core.errors import LakemlError
-from lakeml.ingest.rules import MS_PER_DAY, assign_rule, parse_events
+from lakeml.ingest.rules import classify, silver_columns
 
-SILVER_SCHEMA = T.StructType(
-    [
-        T.StructField("event_id", T.StringType()),
-        T.StructField("user_id", T.StringType()),
-        T.StructField("session_id", T.LongType()),
-        T.StructField("item_in_session", T.LongType()),
-        T.StructField("ts", T.TimestampType()),
-        T.StructField("event_date", T.DateType()),
-        T.StructField("page", T.StringType()),
-        T.StructField("auth", T.StringType()),
-        T.StructField("level", T.StringType()),
-        T.StructField("artist", T.StringType()),
-        T.StructField("song", T.StringType()),
-        T.StructField("length", T.DoubleType()),
-        T.StructField("gender", T.StringType()),
-        T.StructField("first_name", T.StringType()),
-        T.StructField("last_name", T.StringType()),
-        T.StructField("location", T.StringType()),
-        T.StructField("state", T.StringType()),
-        T.StructField("user_agent", T.StringType()),
-        T.StructField("platform", T.StringType()),
-        T.StructField("registration", T.TimestampType()),
-        T.StructField("method", T.StringType()),
-        T.StructField("status", T.IntegerType()),
-        T.StructField("source_file", T.StringType()),
-        T.StructField("ingested_at", T.TimestampType()),
-    ]
-)
 QUARANTINE_SCHEMA = T.StructType(
     [
         T.StructField("value", T.StringType()),
@@ -62,73 +34,15 @@ QUARANTINE_SCHEMA = T.StructType(
 PARTITION_COLUMNS = ["event_date"]
 
 
-def state_from_location(location: Column) -> Column:
-    """ "Bakersfield, CA" -> "CA": the text after the last comma, trimmed; null if none."""
-    return F.nullif(F.trim(F.regexp_extract(location, r",([^,]*)$", 1)), F.lit(""))
-
-
-def platform_from_user_agent(user_agent: Column) -> Column:
-    """Coarse platform from a browser user agent; iOS is tested before Mac because iOS
-    agents say "like Mac OS X", Android before Linux because Android agents say "Linux"."""
-    ua = F.coalesce(user_agent, F.lit(""))
-    return (
-        F.when(ua.contains("iPhone"), "iPhone")
-        .when(ua.contains("iPad"), "iPad")
-        .when(ua.contains("Android"), "Android")
-        .when(ua.contains("Windows"), "Windows")
-        .when(ua.contains("Macintosh") | ua.contains("Mac OS X"), "Mac")
-        .when(ua.contains("Linux"), "Linux")
-        .otherwise("Other")
-    )
-
-
-def _silver_columns() -> list[Column]:
-    event = F.col("event")
-    return [
-        F.sha2(F.to_json(event), 256).alias("event_id"),
-        event["userId"].alias("user_id"),
-        event["sessionId"].alias("session_id"),
-        event["itemInSession"].alias("item_in_session"),
-        F.timestamp_millis(event["ts"]).alias("ts"),
-        F.date_from_unix_date(F.floor(event["ts"] / MS_PER_DAY).cast("int")).alias("event_date"),
-        event["page"].alias("page"),
-        event["auth"].alias("auth"),
-        event["level"].alias("level"),
-        event["artist"].alias("artist"),
-        event["song"].alias("song"),
-        event["length"].alias("length"),
-        event["gender"].alias("gender"),
-        event["firstName"].alias("first_name"),
-        event["lastName"].alias("last_name"),
-        event["location"].alias("location"),
-        state_from_location(event["location"]).alias("state"),
-        event["userAgent"].alias("user_agent"),
-        platform_from_user_agent(event["userAgent"]).alias("platform"),
-        F.timestamp_millis(event["registration"].try_cast("bigint")).alias("registration"),
-        event["method"].alias("method"),
-        event["status"].alias("status"),
-        F.col("source_file"),
-        F.col("ingested_at"),
-    ]
-
-
-def to_silver(valid: DataFrame) -> DataFrame:
-    """Valid parsed rows (`event` struct, source_file, ingested_at) -> the silver contract.
-
-    `event_id` hashes the typed event struct, so the same event written with other key
-    order, spacing or number formatting gets the same id. Times are UTC whatever the
-    session time zone: `event_date` comes from whole days since the epoch.
-    """
-    return valid.select(*_silver_columns())
-
-
 def to_quarantine(rejected: DataFrame) -> DataFrame:
     """Rows that broke a rule -> the quarantine contract: the raw line and why it failed."""
     stamped = F.current_timestamp().alias("quarantined_at")
     return rejected.select("value", "source_file", "ingested_at", "rule", stamped)
 
 
-def drop_duplicate_events(events: DataFrame, existing_ids: DataFrame | None = None) -> DataFrame:
+def drop_duplicate_events(
+    events: DataFrame, columns: list[str], existing_ids: DataFrame | None = None
+) -> DataFrame:
     """Keep one row per `event_id` (the earliest ingested) and drop ids already in
     `existing_ids` (event_date and event_id of silver), so an event enters silver once.
 
@@ -144,18 +58,7 @@ def drop_duplicate_events(events: DataFrame, existing_ids: DataFrame | None = No
     if existing_ids is not None:
         known = existing_ids.select("event_date", "event_id")
         unique = unique.join(known, on=["event_date", "event_id"], how="left_anti")
-    return unique.select(*SILVER_SCHEMA.fieldNames())
-
-
-def classify(bronze_rows: DataFrame, source: SourceConfig | None = None) -> DataFrame:
-    """Bronze rows -> `rule`, `value` (kept only when rejected) and the silver columns:
-    everything a batch needs after judging each line (by `source`'s time rules), in flat
-    columns."""
-    judged = assign_rule(parse_events(bronze_rows), source)
-    is_rejected = F.col("rule").isNotNull()
-    return judged.select(
-        "rule", F.when(is_rejected, F.col("value")).alias("value"), *_silver_columns()
-    )
+    return unique.select(*columns)
 
 
 # userMetadata key of silver and quarantine commits: {"bronze_until_us": the latest bronze
@@ -232,7 +135,12 @@ def _write_quarantine(
 
 
 def _write_silver(
-    spark: SparkSession, batch: DataFrame, path: str, valid: Row | None, marker: Marker
+    spark: SparkSession,
+    batch: DataFrame,
+    path: str,
+    valid: Row | None,
+    marker: Marker,
+    columns: list[str],
 ) -> dict[str, Any]:
     """Append the batch's events minus the event_ids already in silver (an anti join on the
     batch's dates); return the rows inserted and their earliest date, exactly.
@@ -246,7 +154,7 @@ def _write_silver(
         existing = storage.read(spark, path).where(
             F.col("event_date").between(valid["first_day"], valid["last_day"])
         )
-    fresh = drop_duplicate_events(batch.where(F.col("rule").isNull()), existing)
+    fresh = drop_duplicate_events(batch.where(F.col("rule").isNull()), columns, existing)
     # Counted while written (no second pass): the rows and first day the commit holds.
     inserted = Observation()
     observed = fresh.observe(
@@ -258,7 +166,7 @@ def _write_silver(
         # Delta drops an append without rows, but the batch must still be marked done (or
         # its duplicates count again): a commit carrying a transaction id is recorded.
         until = marker[MARKER_KEY]["bronze_until_us"]
-        nothing = spark.createDataFrame([], SILVER_SCHEMA)
+        nothing = spark.createDataFrame([], batch.select(*columns).schema)
         done = _with_new_since(marker, None)
         storage.append_once(nothing, path, "lakeml-silver", until, PARTITION_COLUMNS, done)
     return inserted.get
@@ -273,12 +181,12 @@ def update(
     bronze_path: str,
     silver_path: str,
     quarantine_path: str,
-    source: SourceConfig | None = None,
+    source: SourceConfig,
 ) -> SilverResult:
     """Move bronze rows not yet processed into silver or quarantine, exactly once.
 
     The batch: bronze rows ingested after the time silver's last commit recorded, judged
-    once (the time rules by `source`, default: the config defaults), cached, counted by one
+    once by `source.events`' fields and rules (`ingest.rules`), cached, counted by one
     aggregation. Quarantine is appended, then silver; each commit records the batch's latest
     `ingested_at`, so silver's commit marks the batch done atomically, and a rerun after a
     crash between the two skips the rejected rows already quarantined. Silver's commit also
@@ -306,7 +214,8 @@ def update(
         rejected = [r for r in per_rule if r["rule"] is not None]
         valid = next((r for r in per_rule if r["rule"] is None), None)
         _write_quarantine(spark, batch, quarantine_path, rejected, silver_until, marker)
-        inserted = _write_silver(spark, batch, silver_path, valid, marker)
+        columns = silver_columns(source.events)
+        inserted = _write_silver(spark, batch, silver_path, valid, marker, columns)
     finally:
         classified.unpersist()
     valid_rows, by_rule = (valid["rows"] if valid else 0), {r["rule"]: r["rows"] for r in rejected}

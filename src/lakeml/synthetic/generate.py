@@ -11,6 +11,8 @@ The plan, one module per step:
 - `simulation`: the day-by-day sessions, level changes and churn (the model is described
   there);
 - `rendering`: sessions to timed events, events to JSON lines with dirt, lines to day files.
+
+`generate` picks the generator by `generate.kind`; `purchases` is the other one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pyspark.sql import SparkSession
 from lakeml.core.config import GenerateConfig
 from lakeml.core.files import write_files
 from lakeml.synthetic.catalogue import DAY_MS, Catalogue, Users
+from lakeml.synthetic.purchases import PurchaseResult, generate_purchases
 from lakeml.synthetic.rendering import expand, render
 from lakeml.synthetic.simulation import simulate
 
@@ -52,6 +55,17 @@ class GenerateResult:
     def as_dict(self) -> dict[str, int]:
         """The counts by name, in field order (the JSON summary prints this)."""
         return dataclasses.asdict(self)
+
+
+def generate(
+    spark: SparkSession, cfg: GenerateConfig, output: str
+) -> GenerateResult | PurchaseResult:
+    """Write the synthetic data `cfg.kind` names under `output`: eventsim JSON lines or a
+    purchase log (`lakeml.synthetic.purchases`). Both results have `files`, `lines`, `users`
+    and `as_dict()`."""
+    if cfg.kind == "purchases":
+        return generate_purchases(spark, cfg, output)
+    return generate_events(spark, cfg, output)
 
 
 def generate_events(spark: SparkSession, cfg: GenerateConfig, output: str) -> GenerateResult:

@@ -1,9 +1,6 @@
-"""Point-in-time user features at each snapshot date S, from events before S only.
-
-Events are first reduced to (user, day) rows and to distinct (user, session|artist, day)
-rows; those small aggregates join the few snapshot dates on `event_date < S`, and windows
-are conditional sums over the joined rows. So every snapshot and window comes out of one
-plan, with no pass over raw events per snapshot.
+"""The hand-written Sparkify features and labels lakeml computed before they became
+declarative (`conf/presets/sparkify.yaml`), kept verbatim as the oracle the preset is
+compared with (tests/features/test_sparkify_preset.py). Not used by lakeml itself.
 """
 
 from __future__ import annotations
@@ -14,7 +11,35 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakeml.core.errors import LakemlError
-from lakeml.features.snapshots import population, snapshot_frame, user_lifecycle
+from lakeml.features.snapshots import labelled_dates, snapshot_frame
+
+CANCELLATION = "Cancellation Confirmation"
+
+
+def user_lifecycle(silver: DataFrame) -> DataFrame:
+    """Per user: first event day and first cancellation day (null if never cancelled)."""
+    is_cancellation = F.col("page") == CANCELLATION
+    return silver.groupBy("user_id").agg(
+        F.min("event_date").alias("first_event_date"),
+        F.min(F.when(is_cancellation, F.col("event_date"))).alias("cancellation_date"),
+    )
+
+
+def population(lifecycle: DataFrame, snapshots: DataFrame) -> DataFrame:
+    """(user_id, snapshot_date) for users active before S who had not cancelled before S.
+
+    The lifecycle columns ride along (labels need `cancellation_date`).
+    """
+    s = F.col("snapshot_date")
+    seen_before = F.col("first_event_date") < s
+    not_churned_yet = F.col("cancellation_date").isNull() | (F.col("cancellation_date") >= s)
+    return lifecycle.join(F.broadcast(snapshots), seen_before & not_churned_yet, "inner").select(
+        F.col("user_id"),
+        F.col("snapshot_date"),
+        F.col("first_event_date"),
+        F.col("cancellation_date"),
+    )
+
 
 KEYS = ("user_id", "snapshot_date")
 SONG = "NextSong"
@@ -265,3 +290,22 @@ def _output_columns(windows: list[int]) -> list[Column]:
         _trend(n("active_days", r), n("active_days", b)).alias("active_days_trend"),
         *[F.col(c).cast("string").alias(c) for c in CATEGORICAL],
     ]
+
+
+def build_labels(
+    silver: DataFrame, snapshot_dates: list[date], horizon_days: int, last_day: date
+) -> DataFrame:
+    """(user_id, snapshot_date, churned 0/1) for snapshots fully observed by `last_day`.
+
+    `last_day` is the last complete day of events in silver.
+    """
+    observed = labelled_dates(snapshot_dates, horizon_days, last_day)
+    snapshots = snapshot_frame(silver.sparkSession, observed)
+    s = F.col("snapshot_date")
+    # The population has no cancellation before S, so the first one is the one that counts.
+    cancels_in_horizon = F.col("cancellation_date").between(s, F.date_add(s, horizon_days - 1))
+    return population(user_lifecycle(silver), snapshots).select(
+        F.col("user_id"),
+        F.col("snapshot_date"),
+        F.coalesce(cancels_in_horizon, F.lit(False)).cast("int").alias("churned"),
+    )
