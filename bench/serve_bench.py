@@ -10,9 +10,10 @@ keep-alive connections (aiohttp), so the run stops by itself:
 - predict: POST /v1/predict with one feature row;
 then the same single-row predictions to `mlflow models serve` (one worker, local env) on
 the registered Spark-flavor model and on the version's native xgboost model. Prints
-throughput, p50/p99 latency and errors for each, side by side. Server and load generator
-share this machine's cores. Also measures the service's memory per million scored entities
-(resident set size of a process holding a 1,000,000-row index).
+throughput, p50/p99 latency and errors for each, side by side, and how many batches the
+service predicted the requests in. Server and load generator share this machine's cores.
+Also measures the service's memory per million scored entities (resident set size of a
+process holding a 1,000,000-row index).
 """
 
 from __future__ import annotations
@@ -99,6 +100,19 @@ async def load(url: str, bodies: list, requests: int, concurrency: int) -> dict:
         "p99_ms": float(np.percentile(ms, 99)),
         "errors": errors,
     }
+
+
+def predict_batches(base: str) -> tuple[int, int]:
+    """The service's prediction batches so far, and the requests they answered (/metrics)."""
+    import urllib.request
+
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+        lines = r.read().decode().splitlines()
+    counts = dict(x.split() for x in lines if x.startswith("lakeml_predict_batch"))
+    return (
+        int(counts["lakeml_predict_batches_total"]),
+        int(counts["lakeml_predict_batched_requests_total"]),
+    )
 
 
 def show(name: str, results: dict[str, dict]) -> None:
@@ -209,6 +223,8 @@ def main() -> None:
             show("lakeml lookup", results)
             results["lakeml predict"] = run(load(base, predicts, args.requests, args.concurrency))
             show("lakeml predict", results)
+            batches = predict_batches(base)
+            print(f"lakeml predict: {batches[1]} requests in {batches[0]} batches", flush=True)
             if args.lakeml_only:
                 return
             client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri)

@@ -145,6 +145,44 @@ def test_predict_equals_the_batch_scores_of_the_same_rows_and_version(served):
             assert got_r["contribution"] == pytest.approx(want["contribution"], abs=1e-4)
 
 
+def test_concurrent_predictions_equal_one_at_a_time_ones(served):
+    """Requests in flight together are predicted in batches (`lakeml.serving.batching`);
+    each must still get exactly its own answer, as when sent alone."""
+    client, cfg = served["client"], served["cfg"]
+    _, features = features_of_scored_snapshot(cfg)
+    rows = json.loads(features.drop(columns=["snapshot_date"]).to_json(orient="records"))[:48]
+    bodies = [{"rows": [r]} for r in rows] + [{"rows": rows[i : i + 3]} for i in range(0, 48, 3)]
+    alone = [client.call("/v1/predict", b) for b in bodies]
+    port = int(client.base.rsplit(":", 1)[1])
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(16)]
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {client.token}"}
+    together, many = [], bodies * 3
+    try:
+        for start in range(0, len(many), len(connections)):
+            # Every request of a round is sent before any answer is read: they are in flight
+            # together, as many as the server takes up at once.
+            sent = list(zip(connections, many[start : start + len(connections)], strict=False))
+            for conn, body in sent:
+                conn.request("POST", "/v1/predict", json.dumps(body), headers)
+            for conn, _ in sent:
+                r = conn.getresponse()
+                together.append((r.status, r.getheader("x-model-version"), json.loads(r.read())))
+    finally:
+        for conn in connections:
+            conn.close()
+    name = cfg.mlflow.registered_model
+    for (status, version, body), (_, _, want) in zip(together, alone * 3, strict=True):
+        assert status == 200, body
+        assert body == want  # probabilities, labels and reasons, bit for bit
+        assert body["model_version"] == 1 and version == f"{name}/1"
+    metrics = client.call("/metrics", token=None)[2]
+    lines = metrics.splitlines()
+    counts = dict(x.split() for x in lines if x.startswith("lakeml_predict_batch"))
+    batched = int(counts["lakeml_predict_batched_requests_total"])
+    assert batched >= 4 * len(bodies)  # and the earlier tests' predictions
+    assert 1 <= int(counts["lakeml_predict_batches_total"]) <= batched
+
+
 def test_bad_requests_get_json_errors_and_the_service_keeps_serving(served):
     client, cfg = served["client"], served["cfg"]
     _, features = features_of_scored_snapshot(cfg)

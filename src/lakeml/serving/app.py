@@ -2,15 +2,19 @@
 
 Every error is a JSON body `{"error": ..., "detail": ...}` with no stack trace; the service
 keeps serving after any bad request. Responses carry `X-Model-Version: <name>/<version>`,
-the champion that was current when the request was answered.
+the champion that was current when the request was answered; a prediction names the version
+that checked and predicted its batch (`lakeml.serving.batching`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hmac
+import json
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,17 +23,23 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lakeml.serving.batching import Answer, Batcher
 from lakeml.serving.state import Service
 
 # Latency histogram buckets (seconds) for /metrics.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
+SCORES_ROUTE, PREDICT_ROUTE = "/v1/scores/{entity_id}", "/v1/predict"
+SCORES_PREFIX = SCORES_ROUTE.split("{")[0]
 
-def error(status: int, message: str, detail: Any = None) -> JSONResponse:
+
+def error(
+    status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if detail is not None:
         body["detail"] = detail
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class PredictRequest(BaseModel):
@@ -55,7 +65,7 @@ class Metrics:
         self.sums[route] += seconds
         self.counts[route] += 1
 
-    def render(self, gauges: dict[str, float]) -> str:
+    def render(self, gauges: dict[str, float], counters: dict[str, int] | None = None) -> str:
         lines = [
             "# HELP lakeml_requests_total HTTP requests by route, method and status.",
             "# TYPE lakeml_requests_total counter",
@@ -81,6 +91,8 @@ class Metrics:
             lines.append(f'lakeml_request_seconds_count{{route="{route}"}} {self.counts[route]}')
         for name, value in gauges.items():
             lines += [f"# TYPE {name} gauge", f"{name} {value}"]
+        for name, value in (counters or {}).items():
+            lines += [f"# TYPE {name} counter", f"{name} {value}"]
         return "\n".join(lines) + "\n"
 
 
@@ -94,13 +106,22 @@ def create_app(
     top_k: int,
 ) -> FastAPI:
     """The app over `service`; `token`, when given, is required on the /v1 routes."""
+    batcher = Batcher(service, max_rows=max_rows, top_k=top_k)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await batcher.stop()
+
     app = FastAPI(
         title="lakeml prediction service",
         description="Churn scores by entity id and live predictions from the champion model.",
         version="1",
+        lifespan=lifespan,
     )
     metrics = Metrics()
     app.state.metrics = metrics
+    app.state.batcher = batcher
 
     def refuse(scope: dict) -> JSONResponse | None:
         """The answer to a request refused before it is read (size, token), if any."""
@@ -141,22 +162,72 @@ def create_app(
                 nonlocal status, started_response
                 if message["type"] == "http.response.start":
                     status, started_response = message["status"], True
-                    message = {**message, "headers": [*message.get("headers", []), *named]}
+                    headers = message.get("headers", [])
+                    # A prediction names the version that answered it itself.
+                    if named and not any(k == b"x-model-version" for k, _ in headers):
+                        message = {**message, "headers": [*headers, *named]}
                 await send(message)
 
             refused = refuse(scope)
+            template = None
             try:
                 if refused is not None:
                     await refused(scope, receive, sending)
                 else:
-                    await inner(scope, receive, sending)
+                    template, receive = await shortcut(scope, receive, sending)
+                    if template is None:
+                        await inner(scope, receive, sending)
             except Exception:
                 if started_response:
                     raise
                 await error(500, "internal error")(scope, receive, sending)
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            if template is None:
+                template = getattr(scope.get("route"), "path", "unmatched")
             metrics.observe(template, scope["method"], status, time.perf_counter() - started)
+
+    async def shortcut(scope: dict, receive: Any, send: Any) -> tuple[str | None, Any]:
+        """Answer a score lookup or a well-formed prediction without FastAPI's routing and
+        request validation (about half of a lookup's CPU in the app), with the very
+        responses of the routes below, which answer everything else (their errors included).
+
+        Returns the route template when answered, else None and the `receive` to go on
+        with: a prediction's body, once read, is handed on as it was received.
+        """
+        method, path = scope["method"], scope["path"]
+        if scope.get("root_path"):
+            return None, receive
+        if method == "GET" and path.startswith(SCORES_PREFIX):
+            entity_id = path[len(SCORES_PREFIX) :]
+            if not entity_id or "/" in entity_id:
+                return None, receive
+            await lookup(entity_id)(scope, receive, send)
+            return SCORES_ROUTE, receive
+        if method != "POST" or path != PREDICT_ROUTE:
+            return None, receive
+        # FastAPI reads JSON for this content type alone (and for none, or +json, which
+        # the route handles); anything but an object with a non-empty list of rows goes
+        # to the route too, for its exact 422.
+        ctype = [v for k, v in scope["headers"] if k == b"content-type"]
+        if ctype != [b"application/json"]:
+            return None, receive
+        messages, chunks = [], []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return None, replay(messages, receive)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        try:
+            body = json.loads(b"".join(chunks))
+        except Exception:  # not JSON (or nested too deep): the route says so
+            body = None
+        rows = body.get("rows") if type(body) is dict else None
+        if type(rows) is not list or not rows:
+            return None, replay(messages, receive)
+        await answered(await batcher.predict(rows))(scope, receive, send)
+        return PREDICT_ROUTE, receive
 
     app.add_middleware(Guard)
 
@@ -192,7 +263,11 @@ def create_app(
                 gauges["lakeml_score_table_age_seconds"] = round(age * 86400, 3)
             gauges["lakeml_score_table_version"] = c.scores.version
             gauges["lakeml_scored_entities"] = len(c.scores)
-        return metrics.render(gauges)
+        counters = {
+            "lakeml_predict_batches_total": batcher.batches,
+            "lakeml_predict_batched_requests_total": batcher.batched_requests,
+        }
+        return metrics.render(gauges, counters)
 
     @app.get("/v1/model")
     async def model() -> JSONResponse:
@@ -201,8 +276,7 @@ def create_app(
             return error(503, f"no {service.alias} version of {service.model_name} is loaded")
         return JSONResponse(champion.describe())
 
-    @app.get("/v1/scores/{entity_id}")
-    async def score(entity_id: str) -> JSONResponse:
+    def lookup(entity_id: str) -> JSONResponse:
         scores = service.current.scores
         if scores is None:
             return error(503, "the scores table is not loaded")
@@ -211,26 +285,42 @@ def create_app(
             return error(404, f"no score for {scores.entity_col} {entity_id!r}")
         return JSONResponse(row)
 
-    @app.post("/v1/predict")
-    async def predict(body: PredictRequest) -> JSONResponse:
-        champion = service.current.champion
-        if champion is None:
-            return error(503, f"no {service.alias} version of {service.model_name} is loaded")
-        if champion.model is None:
-            return error(501, champion.no_native)
-        if len(body.rows) > max_rows:
-            return error(413, f"{len(body.rows)} rows; at most serve.max_rows ({max_rows})")
-        problems = champion.model.check(body.rows)
-        if problems:
-            return error(422, "invalid rows", [p.as_dict() for p in problems])
-        predictions = champion.model.predict(body.rows, top_k)
+    def answered(answer: Answer) -> JSONResponse:
+        champion = answer.champion
+        headers = {"x-model-version": f"{champion.name}/{champion.version}"} if champion else None
+        if answer.status != 200:
+            return error(answer.status, answer.message, answer.detail, headers)
+        assert champion is not None and champion.model is not None
         return JSONResponse(
             {
                 "model_name": champion.name,
                 "model_version": champion.version,
                 "threshold": champion.model.threshold,
-                "predictions": predictions,
-            }
+                "predictions": answer.predictions,
+            },
+            headers=headers,
         )
 
+    # The two routes `shortcut` usually answers first: here for the docs, and for what it
+    # hands on.
+    @app.get(SCORES_ROUTE)
+    async def score(entity_id: str) -> JSONResponse:
+        return lookup(entity_id)
+
+    @app.post(PREDICT_ROUTE)
+    async def predict(body: PredictRequest) -> JSONResponse:
+        return answered(await batcher.predict(body.rows))
+
     return app
+
+
+def replay(messages: list[dict], receive: Any) -> Any:
+    """A `receive` that gives `messages` again, then goes on with `receive`."""
+    pending = list(messages)
+
+    async def again() -> dict:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return again
