@@ -9,7 +9,8 @@ import pytest
 
 from lakeml import cli
 from lakeml.core.config import Config, TableSourceConfig, load_config
-from lakeml.core.config_load import SPARK_TYPES, free_form_keys
+from lakeml.core.config_load import SPARK_TYPES
+from lakeml.core.config_read import free_form_keys
 from lakeml.core.errors import LakemlError
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"

@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 from lakeml.core import storage
 from lakeml.core.config import load_config
 from lakeml.scoring import drift as monitor
+from lakeml.scoring import psi
 from lakeml.tracking import store as tracking
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
@@ -48,7 +49,7 @@ def test_psi_of_two_hand_counted_bins(spark: SparkSession) -> None:
     scored = counts(spark, [("x", "a", 80), ("x", "b", 20)])
     # (0.8 - 0.5) ln(0.8 / 0.5) + (0.2 - 0.5) ln(0.2 / 0.5)
     # = 0.3 * 0.470004 + (-0.3) * (-0.916291) = 0.141001 + 0.274887 = 0.415888
-    row = monitor.psi_table(train, scored).first()
+    row = psi.psi_table(train, scored).first()
     assert row["psi"] == pytest.approx(0.415888, abs=1e-6)
     assert (row["null_rate_train"], row["null_rate_scored"]) == (0.0, 0.0)
 
@@ -59,33 +60,33 @@ def test_a_bin_empty_on_one_side_counts_as_epsilon(spark: SparkSession) -> None:
     # F: 0; M: (0.4 - 0.5) ln(0.4 / 0.5) = 0.1 * 0.223144 = 0.022314;
     # X (unseen in training, share 1e-4): (0.1 - 0.0001) ln(0.1 / 0.0001) = 0.0999 * 6.907755
     # = 0.690085; total 0.712399
-    assert psi_of(monitor.psi_table(train, scored)) == {"c": pytest.approx(0.712399, abs=1e-6)}
+    assert psi_of(psi.psi_table(train, scored)) == {"c": pytest.approx(0.712399, abs=1e-6)}
 
 
 def test_null_rates_come_from_the_missing_bin_and_psi_from_the_rest(spark: SparkSession) -> None:
     train = counts(spark, [("x", "a", 8), ("x", None, 2)])
     scored = counts(spark, [("x", "a", 5), ("x", None, 5)])
     # Non-null values all in bin a on both sides: PSI 0. Null rates 2/10 and 5/10.
-    row = monitor.psi_table(train, scored).first()
+    row = psi.psi_table(train, scored).first()
     assert (row["psi"], row["null_rate_train"], row["null_rate_scored"]) == (0.0, 0.2, 0.5)
 
 
 def test_quantile_edges_of_one_to_a_hundred_are_the_deciles(spark: SparkSession) -> None:
     train = values(spark, [float(v) for v in range(1, 101)])
-    edges = monitor.edges_from_row(monitor.quantile_edges(train, ["x"], 10).first(), ["x"])
+    edges = psi.edges_from_row(psi.quantile_edges(train, ["x"], 10).first(), ["x"])
     assert edges == {"x": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0]}
 
 
 def test_a_value_falls_in_the_bin_whose_upper_edge_it_does_not_exceed(spark: SparkSession) -> None:
     df = values(spark, [5.0, 10.0, 10.5, 20.0, 25.0, None, float("nan")])
-    out = df.select(monitor.bin_index("x", [10.0, 20.0]).alias("bin"))
+    out = df.select(psi.bin_index("x", [10.0, 20.0]).alias("bin"))
     # Bins 0: (-inf, 10], 1: (10, 20], 2: (20, inf); null and NaN are missing.
     assert [r["bin"] for r in out.collect()] == [0, 0, 1, 1, 2, None, None]
 
 
 def test_bin_counts_list_every_bin_and_the_missing_values(spark: SparkSession) -> None:
     df = values(spark, [5.0, 10.0, 10.5, 25.0, None], ["F", "M", "F", None, "F"])
-    out = monitor.bin_counts(df, {"x": [10.0, 20.0]}, ["c"])
+    out = psi.bin_counts(df, {"x": [10.0, 20.0]}, ["c"])
     # x, two edges -> three bins: 5 and 10 in bin 0, 10.5 in bin 1, 25 in bin 2, one null.
     # c: F three times, M once, one null.
     expected = {
@@ -107,7 +108,7 @@ def test_bin_counts_of_many_wide_features_compile_without_falling_back(
     previous = spark.conf.get("spark.sql.codegen.fallback")
     spark.conf.set("spark.sql.codegen.fallback", "false")
     try:
-        out = monitor.bin_counts(df, edges, []).collect()
+        out = psi.bin_counts(df, edges, []).collect()
     finally:
         spark.conf.set("spark.sql.codegen.fallback", previous)
     # f0 holds 0, 1, 2: bins 000, 001, 002 (0 is not above edge 0); f79 holds 79..81: bin 010.
@@ -119,7 +120,7 @@ def test_bin_counts_of_many_wide_features_compile_without_falling_back(
 
 def test_psi_is_near_zero_on_the_training_distribution_itself(spark: SparkSession) -> None:
     train = values(spark, [float(v) for v in range(1, 101)], ["F", "M"] * 50)
-    stats = monitor.compute_drift(train, train, [("x", "double"), ("c", "string")], 10)
+    stats = psi.compute_drift(train, train, [("x", "double"), ("c", "string")], 10)
     got = psi_of(stats)
     assert set(got) == {"x", "c"}
     assert all(abs(p) < 0.01 for p in got.values())
@@ -130,7 +131,7 @@ def test_psi_when_every_scored_value_is_above_the_training_max(spark: SparkSessi
     scored = values(spark, [float(v) for v in range(101, 151)])
     # Ten training bins of ten values (share 0.1 each); all scored values land in the top bin:
     # 0.9 ln(1 / 0.1) + 9 (0.0001 - 0.1) ln(0.0001 / 0.1) = 2.072327 + 6.210765 = 8.283092
-    got = psi_of(monitor.compute_drift(train, scored, [("x", "double")], 10))
+    got = psi_of(psi.compute_drift(train, scored, [("x", "double")], 10))
     assert got == {"x": pytest.approx(8.283092, abs=1e-5)}
     assert got["x"] > 0.25
 
@@ -243,21 +244,21 @@ def test_check_drift_without_training_lineage_is_skipped_with_the_reason(
 
 def test_psi_of_two_share_vectors_by_hand() -> None:
     # (0.25 - 0.5) ln(0.25/0.5) + (0.75 - 0.5) ln(0.75/0.5) = 0.173287 + 0.101366
-    assert monitor.psi_from_shares([0.5, 0.5], [0.25, 0.75]) == pytest.approx(0.274653, abs=1e-6)
+    assert psi.psi_from_shares([0.5, 0.5], [0.25, 0.75]) == pytest.approx(0.274653, abs=1e-6)
 
 
 def test_the_score_reference_is_the_test_windows_deciles_and_the_score_psi_uses_it(
     spark: SparkSession,
 ) -> None:
     # Ten test-window scores, five bins: inner edges at the 20/40/60/80% quantiles.
-    reference = json.loads(monitor.score_distribution([i / 10 for i in range(1, 11)], bins=5))
+    reference = json.loads(psi.score_distribution([i / 10 for i in range(1, 11)], bins=5))
     assert reference["edges"] == pytest.approx([0.28, 0.46, 0.64, 0.82], abs=2e-6)
     assert reference["shares"] == [0.2] * 5 and reference["rows"] == 10
     # Scores of this snapshot: four in the lowest bin, one in the highest, none between.
     scores = spark.createDataFrame(
         [(0.05,), (0.1,), (0.2,), (0.25,), (0.99,), (None,)], "churn_probability double"
     )
-    got = monitor.score_psi(scores, json.dumps(reference), "churn_probability")
+    got = psi.score_psi(scores, json.dumps(reference), "churn_probability")
     e = 1e-4  # an empty bin's share; the highest bin (0.2 vs 0.2) adds nothing
     by_hand = (0.8 - 0.2) * math.log(0.8 / 0.2) + 3 * (e - 0.2) * math.log(e / 0.2)
     assert got == pytest.approx(by_hand, abs=1e-9)

@@ -15,7 +15,7 @@ from sparkify import AGGREGATIONS, LOG, SILVER
 
 from lakeml.core.config import load_config
 from lakeml.features.aggregate import build_features
-from lakeml.scoring import drift
+from lakeml.scoring import drift, psi
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 START = date(2018, 10, 1)
@@ -86,7 +86,7 @@ def flagged(spark: SparkSession, thumbs_down_in_scored_week: float) -> list[str]
         (n, "string" if kinds[n] == "string" else "double") for n in names if n not in left_out
     ]
     day = F.col("snapshot_date")
-    stats = drift.compute_drift(
+    stats = psi.compute_drift(
         feats.filter(day == F.lit(REFERENCE)), feats.filter(day == F.lit(SCORED)), checked, 10
     )
     rows = drift.drift_rows(

@@ -4,7 +4,7 @@ A secret is the value of a config key whose name says it is one (`fs.s3a.secret.
 `password`, `token`), the value of an environment variable whose name says so
 (`${AWS_SECRET_ACCESS_KEY}`), or the user info of a URI (`http://alice:pw@host`). The
 config logged to MLflow hides every value taken from the environment as well
-(`lakeml.core.config_load`). Pure string functions: importing this module is cheap.
+(`lakeml.core.config_read`). Pure string functions: importing this module is cheap.
 """
 
 from __future__ import annotations

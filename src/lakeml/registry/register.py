@@ -20,7 +20,7 @@ from lakeml.core.config import TrainConfig
 from lakeml.core.errors import first_line
 from lakeml.registry import versions
 from lakeml.registry.gate import CHALLENGER, CHAMPION, GateOutcome, as_int, gate_decision
-from lakeml.scoring import drift
+from lakeml.scoring import psi
 from lakeml.tracking import tags
 from lakeml.training import evaluate
 from lakeml.training.evaluate import Outcome
@@ -77,7 +77,7 @@ def version_tags(
         test_pr_auc=o.test["pr_auc"],
         model_type=o.name,
         config_digest=reg.config_digest,
-        score_reference=drift.score_distribution(o.p),
+        score_reference=psi.score_distribution(o.p),
     )
 
 
