@@ -44,3 +44,54 @@ def test_no_table_and_remote_stores_give_none(tmp_path):
     assert delta_log.facts(str(tmp_path / "absent")) is None
     assert delta_log.facts("s3a://bucket/silver/events") is None
     assert local_path("hdfs://nn:8020/x") is None
+
+
+def test_history_version_id_and_partitions_agree_with_spark(spark, tmp_path):
+    from datetime import date
+
+    from lakeml.core import storage
+
+    path = str(tmp_path / "h")
+    rows = spark.createDataFrame(
+        [(1, date(2018, 10, 1)), (2, date(2018, 10, 2)), (3, date(2018, 10, 3))], "id INT, d DATE"
+    )
+    storage.append(rows, path, ["d"], {"k": {"n": 1}})
+    storage.append(rows.where("id = 3"), path, ["d"])  # no metadata
+    # Empty the first day: its partition value must no longer count.
+    storage.replace_where(rows.where("id = 0"), path, "d = DATE'2018-10-01'", ["d"], {"k": 2})
+    spark_history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").collect()
+    by_spark = {r["version"]: (r["operation"], r["userMetadata"]) for r in spark_history}
+    by_log = {c["version"]: (c["operation"], c["userMetadata"]) for c in delta_log.history(path)}
+    assert by_log == by_spark and sorted(by_log) == [0, 1, 2]
+    assert [c["version"] for c in delta_log.history(path, 2)] in ([2, 1], [1, 2])
+    assert delta_log.version(path) == 2 == storage.version(spark, path)
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
+    assert delta_log.table_id(path) == detail["id"] == storage.table_id(spark, path)
+    # By hand: days 2 and 3 hold rows (3 twice); day 1 was emptied.
+    days = {r["d"] for r in spark.read.format("delta").load(path).select("d").distinct().collect()}
+    assert (
+        storage.partition_values(spark, path, "d") == days == {date(2018, 10, 2), date(2018, 10, 3)}
+    )
+    assert delta_log.date_range(path, "d") == (date(2018, 10, 2), date(2018, 10, 3))
+    assert delta_log.date_range(path, "d", version=0) == (date(2018, 10, 1), date(2018, 10, 3))
+    assert storage.commit_metadata(spark, path, "k") == 2
+    assert [c["metadata"] for c in storage.recent_commits(spark, path)] == [
+        {"k": 2},
+        {},
+        {"k": {"n": 1}},
+    ]
+    assert [c["version"] for c in storage.commits_after(spark, path, 0, 2)] == [1, 2]
+
+
+def test_partitions_of_a_table_the_log_cannot_answer_come_from_spark(spark, tmp_path):
+    from lakeml.core import storage
+
+    path = str(tmp_path / "dvp")
+    spark.range(20).selectExpr("id", "id % 4 AS p").write.format("delta").partitionBy("p").option(
+        "delta.enableDeletionVectors", "true"
+    ).save(path)
+    spark.sql(f"DELETE FROM delta.`{path}` WHERE id < 8 AND p = 3")
+    assert delta_log.facts(path) is None  # deletion vectors: Spark answers
+    # By hand: p = 3 holds 3, 7, 11, 15, 19; 3 and 7 deleted, so every p still has rows.
+    assert storage.partition_values(spark, path, "p") == {0, 1, 2, 3}
+    assert storage.partition_values(spark, str(tmp_path / "none"), "p") is None

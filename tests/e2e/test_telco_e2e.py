@@ -39,6 +39,13 @@ HEADER = [
     "Churn",
 ]
 CUSTOMERS = 800
+# The wiring, not the grid: one logistic regression and a short GBT (conf/telco.yaml's grid
+# is the user's; the model types themselves are tested in tests/training).
+MODELS = (
+    "train.models=[{type: logistic_regression, grid: {regParam: [0.01]}}, "
+    "{type: gbt, grid: {maxIter: [8], maxDepth: [3]}}]"
+)
+ONE_MODEL = "train.models=[{type: logistic_regression, grid: {regParam: [0.01]}}]"
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +102,7 @@ def test_a_customer_table_trains_registers_and_scores_by_configuration(
     key = '\n    spark.hadoop.fs.s3a.secret.key: "${LAKEML_TEST_SECRET}"'
     conf.write_text(text.replace(ui, ui + key))
     root = tmp_path / "root"
-    sets = ["--set", f"storage.root={root}", "--set", f"source.path={source}"]
+    sets = ["--set", f"storage.root={root}", "--set", f"source.path={source}", "--set", MODELS]
     assert main(["pipeline", "--conf", str(conf), *sets]) == 0
     out = capsys.readouterr()
     summary = json.loads(out.out.strip().splitlines()[-1])
@@ -131,7 +138,7 @@ def test_with_no_version_through_the_gate_the_pipeline_skips_scoring_with_status
     telco_csv(source, signal=False)
     root = tmp_path / "root"
     sets = [f"storage.root={root}", f"source.path={source}"]
-    args = [a for kv in sets for a in ("--set", kv)]
+    args = [a for kv in [*sets, ONE_MODEL] for a in ("--set", kv)]
     assert main(["pipeline", "--conf", str(CONF), *args]) == 3
     out = capsys.readouterr()
     summary = json.loads(out.out.strip().splitlines()[-1])

@@ -42,8 +42,28 @@ def version(spark: SparkSession, path: str) -> int | None:
     """The table's current Delta version, or None if there is no table."""
     if not exists(spark, path):
         return None
+    from lakeml.core import delta_log
+
+    known = delta_log.version(path)
+    if known is not None:
+        return known
     row = DeltaTable.forPath(spark, path).history(1).select("version").first()
     return int(row["version"]) if row else None
+
+
+def _history(spark: SparkSession, path: str, limit: int | None) -> list[dict[str, Any]]:
+    """The newest `limit` commits (all: None) as {"version", "operation", "userMetadata"}:
+    from the log when it is local (no Spark job), else from Delta's history."""
+    from lakeml.core import delta_log
+
+    known = delta_log.history(path, limit)
+    if known is not None:
+        return known
+    history = DeltaTable.forPath(spark, path)
+    rows = (history.history(limit) if limit else history.history()).select(
+        "version", "operation", "userMetadata"
+    )
+    return [r.asDict() for r in rows.collect()]
 
 
 def describe(spark: SparkSession, path: str) -> dict[str, Any]:
@@ -55,6 +75,19 @@ def describe(spark: SparkSession, path: str) -> dict[str, Any]:
     if known is not None:
         return {"path": path, "version": known.version, "rows": known.rows}
     return {"path": path, "version": version(spark, path), "rows": count(spark, path)}
+
+
+def partition_values(spark: SparkSession, path: str, column: str) -> set[Any] | None:
+    """The values of partition `column` that hold rows (None: no table): from the log's
+    file entries when it answers, else a Spark job."""
+    if not exists(spark, path):
+        return None
+    from lakeml.core import delta_log
+
+    known = delta_log.facts(path)
+    if known is not None:
+        return known.partition_values(column)
+    return {r[column] for r in read(spark, path).select(column).distinct().collect()}
 
 
 def count(spark: SparkSession, path: str) -> int:
@@ -155,6 +188,11 @@ def table_id(spark: SparkSession, path: str) -> str | None:
     its version number alone does not tell."""
     if not exists(spark, path):
         return None
+    from lakeml.core import delta_log
+
+    known = delta_log.table_id(path)
+    if known is not None:
+        return known
     return str(DeltaTable.forPath(spark, path).detail().select("id").first()["id"])
 
 
@@ -169,12 +207,7 @@ def commits_after(
         return None
     if latest <= version:
         return []
-    rows = (
-        DeltaTable.forPath(spark, path)
-        .history(latest - version)
-        .select("version", "operation", "userMetadata")
-        .collect()
-    )
+    rows = _history(spark, path, latest - version)
     rows = sorted((r for r in rows if version < r["version"] <= latest), key=lambda r: r["version"])
     if not rows or rows[0]["version"] != version + 1:
         return None
@@ -187,12 +220,11 @@ def recent_commits(
     """The table's newest `limit` commits, newest first, as in `commits_after` ([]: no table)."""
     if not exists(spark, path):
         return []
-    history = DeltaTable.forPath(spark, path).history(limit)
-    rows = history.select("version", "operation", "userMetadata").collect()
+    rows = _history(spark, path, limit)
     return [_commit(r) for r in sorted(rows, key=lambda r: -r["version"])]
 
 
-def _commit(row: Any) -> dict[str, Any]:
+def _commit(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "version": int(row["version"]),
         "operation": row["operation"],
@@ -209,10 +241,8 @@ def commit_metadata(spark: SparkSession, path: str, key: str) -> Any | None:
     """
     if not exists(spark, path):
         return None
-    table = DeltaTable.forPath(spark, path)
     for limit in (RECENT_COMMITS, None):
-        history = table.history(limit) if limit else table.history()
-        rows = history.select("version", "userMetadata").collect()
+        rows = _history(spark, path, limit)
         for row in sorted(rows, key=lambda r: -r["version"]):
             found = _json_object(row["userMetadata"]).get(key)
             if found is not None:

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeml.core import failpoints, storage
+from lakeml.core import delta_log, failpoints, storage
 from lakeml.core.config import FeaturesConfig
 from lakeml.core.errors import LakemlError
 from lakeml.core.event_spec import TargetConfig
@@ -106,7 +106,9 @@ def update(
     # Read at a fixed version, the one the writes below record (no table: a clear error).
     silver_version = storage.version(spark, paths.silver)
     silver = storage.read(spark, paths.silver, version=silver_version)
-    day_range = event_day_range(silver)
+    # event_date partitions silver: its log's file entries hold the range, else a Spark job.
+    day_range = delta_log.date_range(paths.silver, "event_date", silver_version)
+    day_range = day_range or event_day_range(silver)
     if day_range is None:
         raise LakemlError(
             f"no valid events in silver at {paths.silver!r}; see the quarantine table "
@@ -208,10 +210,7 @@ def _since(
 
 def _stored_dates(spark: SparkSession, path: str) -> set[date] | None:
     """Snapshot dates present in a gold table, or None when the table does not exist."""
-    if not storage.exists(spark, path):
-        return None
-    rows = storage.read(spark, path).select(PARTITION).distinct().collect()
-    return {r[PARTITION] for r in rows}
+    return storage.partition_values(spark, path, PARTITION)
 
 
 def _write(
