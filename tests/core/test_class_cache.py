@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from lakeml.core import class_cache
@@ -37,25 +35,12 @@ def test_a_jvm_that_wrote_no_archive_leaves_none(tmp_path) -> None:
     assert class_cache.java_options(tmp_path) == []
 
 
-def test_spark_classes_load_from_the_archive_make_install_built(tmp_path) -> None:
+def test_spark_classes_load_from_the_archive_make_install_built(driver_start) -> None:
     """A real driver started by lakeml maps the archive: the JVM's class-load log says where
     SparkContext came from."""
     archive = class_cache.archive_path(lakeml_cache_dir())
     assert archive is not None and archive.is_file(), "run `make install` to build it"
-    log = tmp_path / "classes.log"
-    conf = tmp_path / "conf.yaml"
-    ui = '    spark.ui.enabled: "false"'
-    local = (ROOT / "conf" / "local.yaml").read_text()
-    assert ui in local
-    extra = f'\n    spark.driver.extraJavaOptions: "-Xlog:class+load=info:file={log}"'
-    conf.write_text(local.replace(ui, ui + extra))
-    run = subprocess.run(
-        [sys.executable, "-m", "lakeml.core.session", "--conf", str(conf)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr
-    lines = [ln for ln in log.read_text().splitlines() if " org.apache.spark.SparkContext " in ln]
+    assert driver_start.run.returncode == 0, driver_start.run.stderr
+    log = driver_start.class_log.read_text().splitlines()
+    lines = [ln for ln in log if " org.apache.spark.SparkContext " in ln]
     assert lines and "shared objects file" in lines[0], lines

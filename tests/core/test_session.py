@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from lakeml.core.session import (
     build_conf,
     cached_jars,
     delta_maven_coordinate,
-    jar_cache_dir,
     remember_jars,
 )
 
@@ -202,18 +200,9 @@ def test_chatty_python_loggers_say_only_warnings(chatty_loggers: list[logging.Lo
     assert {logger.level for logger in xgboost_loggers} == {logging.WARNING}
 
 
-def test_a_session_starts_without_spark_or_ivy_banners() -> None:
-    """Start a real driver (`python -m lakeml.core.session`) and read everything it prints."""
-    resolved_before = cached_jars(delta_maven_coordinate(), jar_cache_dir()) is not None
-    env = {k: v for k, v in os.environ.items() if k != "PYSPARK_GATEWAY_PORT"}
-    run = subprocess.run(
-        [sys.executable, "-m", "lakeml.core.session", "--conf", "conf/local.yaml"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+def test_a_session_starts_without_spark_or_ivy_banners(driver_start) -> None:
+    """A real driver (`python -m lakeml.core.session`): everything it prints."""
+    run = driver_start.run
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     assert "with Delta" in run.stdout
@@ -225,7 +214,7 @@ def test_a_session_starts_without_spark_or_ivy_banners() -> None:
         "netlib",
     ):
         assert banner not in output
-    if resolved_before:
+    if driver_start.resolved_before:
         # Only the very first start on a machine resolves the Delta jars through Ivy.
         for ivy in (":: loading settings ::", ":: resolving dependencies ::", "Ivy Default Cache"):
             assert ivy not in output
