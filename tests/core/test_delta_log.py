@@ -74,6 +74,7 @@ def test_history_version_id_and_partitions_agree_with_spark(spark, tmp_path):
     )
     assert delta_log.date_range(path, "d") == (date(2018, 10, 2), date(2018, 10, 3))
     assert delta_log.date_range(path, "d", version=0) == (date(2018, 10, 1), date(2018, 10, 3))
+    assert storage.partition_range(path, "d") == (date(2018, 10, 2), date(2018, 10, 3))
     assert storage.commit_metadata(spark, path, "k") == 2
     assert [c["metadata"] for c in storage.recent_commits(spark, path)] == [
         {"k": 2},

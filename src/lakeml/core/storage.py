@@ -90,6 +90,14 @@ def partition_values(spark: SparkSession, path: str, column: str) -> set[Any] | 
     return {r[column] for r in read(spark, path).select(column).distinct().collect()}
 
 
+def partition_range(path: str, column: str, version: int | None = None) -> tuple[Any, Any] | None:
+    """First and last value of a date partition column over the rows at `version`, from the
+    log's file entries; None when the log cannot answer (the caller asks Spark)."""
+    from lakeml.core import delta_log
+
+    return delta_log.date_range(path, column, version)
+
+
 def count(spark: SparkSession, path: str) -> int:
     return read(spark, path).count() if exists(spark, path) else 0
 

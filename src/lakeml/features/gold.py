@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeml.core import delta_log, failpoints, storage
+from lakeml.core import failpoints, storage
 from lakeml.core.config import FeaturesConfig
 from lakeml.core.errors import LakemlError
 from lakeml.core.event_spec import TargetConfig
@@ -107,7 +107,7 @@ def update(
     silver_version = storage.version(spark, paths.silver)
     silver = storage.read(spark, paths.silver, version=silver_version)
     # event_date partitions silver: its log's file entries hold the range, else a Spark job.
-    day_range = delta_log.date_range(paths.silver, "event_date", silver_version)
+    day_range = storage.partition_range(paths.silver, "event_date", silver_version)
     day_range = day_range or event_day_range(silver)
     if day_range is None:
         raise LakemlError(
