@@ -15,6 +15,32 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "local.yaml"
 XGB_USERS, XGB_SNAPSHOTS = 100, 6
 
 
+# Most tests run many queries on a few rows, where compiling each query's generated Java
+# (Janino, then the JIT) costs more than the rows: their expressions are evaluated
+# interpreted, a mode Spark's own suites run, with the same results. Modules marked
+# `codegen` (thousands of generated rows, model fits) get code generation back, as do
+# all jobs outside this session: CLI subprocesses, spark-submit, the cluster tests, bench.
+INTERPRETED = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
+COMPILED = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def codegen_where_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Spark's code generation on for the modules marked `codegen`, off again after them."""
+    if request.node.get_closest_marker("codegen") is None:
+        yield
+        return
+    session = request.getfixturevalue("spark")
+    for key, value in COMPILED.items():
+        session.conf.set(key, value)
+    yield
+    for key, value in INTERPRETED.items():
+        session.conf.set(key, value)
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
     """One small local SparkSession with Delta for the whole suite."""
@@ -29,6 +55,7 @@ def spark() -> Iterator[SparkSession]:
                 "spark.ui.enabled": "false",
                 "spark.sql.adaptive.enabled": "false",
                 "spark.databricks.delta.snapshotPartitions": "1",
+                **INTERPRETED,
             },
         )
     )

@@ -27,7 +27,7 @@ from lakeml.core.report import Report
 from lakeml.pipeline import run_pipeline
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "purchases.yaml"
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.codegen]
 
 
 @pytest.fixture(scope="module")

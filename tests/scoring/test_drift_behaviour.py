@@ -21,6 +21,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 START = date(2018, 10, 1)
 REFERENCE, SCORED = START + timedelta(days=28), START + timedelta(days=35)
 USERS = 400
+pytestmark = pytest.mark.codegen
 
 
 def events(spark: SparkSession, thumbs_down_in_scored_week: float) -> DataFrame:
