@@ -1,5 +1,6 @@
-"""Training's checks answered from the Delta logs before Spark starts: each raises exactly
-what training on Spark raises for the same tables, and stays silent when the logs cannot tell."""
+"""Training's checks answered from the Delta logs before Spark starts: each raises what
+training on Spark raises for the same tables (the same message where the logs know the
+window's rows), and stays silent when the logs cannot tell."""
 
 from __future__ import annotations
 
@@ -79,6 +80,25 @@ def test_one_class_window_is_the_error_training_gives(spark, tmp_path):
     message = preflight_error(cfg)
     assert "the train window (2018-10-01, 2018-10-08) has only non-churned rows (6)" in message
     assert message == spark_error(spark, cfg)
+
+
+def test_a_one_class_labels_table_fails_a_random_split_before_spark(spark, tmp_path):
+    # A customer table (one snapshot, a random split) whose label column says nobody churned.
+    overrides = [f"storage.root={tmp_path}", "train.categorical_cols=[gender]"]
+    cfg = load_config(CONF, [*overrides, "train.split.method=random"])
+    users = [f"u{i}" for i in range(10)]
+    write_gold(spark, cfg, [(u, D[0], 1, "F") for u in users], [(u, D[0], 0) for u in users])
+    message = preflight_error(cfg)
+    assert message.startswith(
+        "every labelled row of the labels table is non-churned (10 rows; snapshots 2018-10-01)"
+    )
+    # Spark, splitting the entities, fails on its first window for the same reason.
+    assert "the train window (2018-10-01) has only non-churned rows" in spark_error(spark, cfg)
+    # One churner: the logs cannot tell how the entities split, so Spark decides.
+    write_gold(
+        spark, cfg, [(u, D[0], 1, "F") for u in users], [(u, D[0], int(u == "u0")) for u in users]
+    )
+    check_tables(cfg.train, cfg.table("features"), cfg.table("labels"))
 
 
 def test_per_snapshot_classes_from_the_log_match_the_rows(spark, tmp_path):

@@ -2,9 +2,11 @@
 
 The labels table's log holds, per data file, its snapshot (the partition value), its row
 count and the min/max label. That is enough to say, in well under a second, that there
-are too few labelled snapshots for the out-of-time split or that a split window holds one
-class only. Each check raises only when training on Spark would fail the same way; what
-the logs cannot settle is left to `trainset.load_training_set`, which checks it all again.
+are too few labelled snapshots for the out-of-time split, that one of its windows holds
+one class only, or (for a random or column split, whose windows only Spark can draw) that
+every labelled row is one class. Each check raises only when training on Spark would fail
+the same way (with the same message where the logs know the window's rows); what the logs
+cannot settle is left to `trainset.load_training_set`, which checks it all again.
 """
 
 from __future__ import annotations
@@ -25,16 +27,27 @@ def check_tables(t: TrainConfig, f_path: str, l_path: str) -> None:
         if folder is not None and not os.path.isdir(os.path.join(folder, "_delta_log")):
             raise trainset.missing_table_error(what, path)
     classes = label_classes(t, l_path)
-    if classes is None or t.split.method != "out_of_time":
+    if classes is None:
         return
-    split = trainset.split_snapshots(
-        list(classes), t.split.test_snapshots, t.split.validation_snapshots
-    )
+    if t.split.method == "out_of_time":
+        split = trainset.split_snapshots(
+            list(classes), t.split.test_snapshots, t.split.validation_snapshots
+        )
     # Training splits the snapshots that have features rows too; when the features table
     # lacks one of these, its windows differ from these and only Spark can tell.
     features = delta_log.facts(f_path)
     column = f"partition.{t.snapshot_col}"
-    if features is None or not set(classes) <= {f.get(column) for f in features.files}:
+    if not classes or features is None:
+        return
+    if not set(classes) <= {f.get(column) for f in features.files}:
+        return
+    if t.split.method != "out_of_time":
+        # A random or column split divides the entities, which only Spark can do; but when
+        # every labelled row is one class, each of its windows is that class only.
+        seen = set().union(*(values for values, _ in classes.values()))
+        if len(seen) == 1:
+            rows = sum(n for _, n in classes.values())
+            raise trainset.one_class_table_error(sorted(classes), seen == {1}, rows)
         return
     for window, dates in split.windows():
         seen = set().union(*(classes[d][0] for d in dates))
