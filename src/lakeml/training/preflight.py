@@ -29,6 +29,8 @@ def check_tables(t: TrainConfig, f_path: str, l_path: str) -> None:
     classes = label_classes(t, l_path)
     if classes is None:
         return
+    # A random or column split divides the entities, which only Spark can do.
+    split = None
     if t.split.method == "out_of_time":
         split = trainset.split_snapshots(
             list(classes), t.split.test_snapshots, t.split.validation_snapshots
@@ -41,9 +43,8 @@ def check_tables(t: TrainConfig, f_path: str, l_path: str) -> None:
         return
     if not set(classes) <= {f.get(column) for f in features.files}:
         return
-    if t.split.method != "out_of_time":
-        # A random or column split divides the entities, which only Spark can do; but when
-        # every labelled row is one class, each of its windows is that class only.
+    if split is None:
+        # Whatever the entities' split, when every labelled row is one class, so is each window.
         seen = set().union(*(values for values, _ in classes.values()))
         if len(seen) == 1:
             rows = sum(n for _, n in classes.values())
