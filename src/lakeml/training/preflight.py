@@ -16,6 +16,7 @@ from datetime import date
 
 from lakeml.core import delta_log
 from lakeml.core.config import TrainConfig
+from lakeml.core.errors import LakemlError
 from lakeml.core.paths import local_path
 from lakeml.training import trainset
 
@@ -48,7 +49,7 @@ def check_tables(t: TrainConfig, f_path: str, l_path: str) -> None:
         seen = set().union(*(values for values, _ in classes.values()))
         if len(seen) == 1:
             rows = sum(n for _, n in classes.values())
-            raise trainset.one_class_table_error(sorted(classes), seen == {1}, rows)
+            raise one_class_table_error(sorted(classes), seen == {1}, rows)
         return
     for window, dates in split.windows():
         seen = set().union(*(classes[d][0] for d in dates))
@@ -74,3 +75,15 @@ def label_classes(t: TrainConfig, l_path: str) -> dict[date, tuple[set[int], int
         values, rows = out.get(snapshot, (set(), 0))
         out[snapshot] = (values | {low, high}, rows + int(f["num_records"]))
     return out
+
+
+def one_class_table_error(dates: list[date], churned: bool, rows: int) -> LakemlError:
+    """The error for a labels table whose labelled rows are all one class: every window of
+    any split then holds that class only."""
+    only = "churned" if churned else "non-churned"
+    return LakemlError(
+        f"every labelled row of the labels table is {only} ({rows} rows; snapshots "
+        f"{', '.join(d.isoformat() for d in dates)}), so each split window would have only "
+        f"{only} rows; a churn model needs both classes in every window: check the labels "
+        "(source.table.positive_values, the label column) or add entities that churn"
+    )

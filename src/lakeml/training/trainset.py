@@ -333,18 +333,6 @@ def one_class_error(window: str, dates: tuple[date, ...], churned: bool, rows: i
     )
 
 
-def one_class_table_error(dates: list[date], churned: bool, rows: int) -> LakemlError:
-    """The error for a labels table whose labelled rows are all one class: every window of
-    any split then holds that class only."""
-    only = "churned" if churned else "non-churned"
-    return LakemlError(
-        f"every labelled row of the labels table is {only} ({rows} rows; snapshots "
-        f"{', '.join(d.isoformat() for d in dates)}), so each split window would have only "
-        f"{only} rows; a churn model needs both classes in every window: check the labels "
-        "(source.table.positive_values, the label column) or add entities that churn"
-    )
-
-
 def window_counts(df: DataFrame, label_col: str) -> dict[str, dict[int, int]]:
     """Rows per window and label of a split training set (one small job on cached rows)."""
     counts: dict[str, dict[int, int]] = {w: {0: 0, 1: 0} for w in (TRAIN, VALIDATION, TEST)}
