@@ -368,12 +368,14 @@ def load_training_set(
 
     # The joined rows are cached: the stats job below fills the cache that every later
     # fit, transform and collect reads (they are entity-level, so they fit in memory).
-    # Iterative fits run a job per iteration, so a task per table file would cost more
-    # than the rows: one partition per core is plenty.
+    # Iterative fits run a job per iteration, so one partition per core is plenty. Rows go
+    # to partitions by their keys and are sorted in each: tree learners sample per
+    # partition, so the same rows in another file order must train the same model.
     joined = (
         join_labels(features, labels, t)
         .select(*keys, *split_col, *spec.columns, t.label_col)
-        .coalesce(max(1, spark.sparkContext.defaultParallelism))
+        .repartition(max(1, spark.sparkContext.defaultParallelism), *keys)
+        .sortWithinPartitions(*keys)
         .persist()
     )
     stats = snapshot_stats(joined, t)
