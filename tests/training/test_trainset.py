@@ -181,8 +181,9 @@ def test_models_see_the_same_rows_in_the_same_partitions_whatever_the_files_orde
         cfg = small_cfg(tmp_path / name)
         write_tables(spark, cfg, features[::step], labels[::step])
         ts = load_training_set(spark, cfg.train, cfg.table("features"), cfg.table("labels"))
-        where = F.spark_partition_id().alias("partition")
-        seen.append([tuple(r) for r in ts.df.select(where, "user_id", "snapshot_date").collect()])
+        partition = F.spark_partition_id().alias("partition")
+        rows = ts.df.select(partition, "user_id", "snapshot_date").collect()
+        seen.append([tuple(r) for r in rows])
         ts.cached.unpersist()
     assert len(seen[0]) == len(features)
     assert seen[0] == seen[1]
