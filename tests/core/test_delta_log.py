@@ -96,3 +96,29 @@ def test_partitions_of_a_table_the_log_cannot_answer_come_from_spark(spark, tmp_
     # By hand: p = 3 holds 3, 7, 11, 15, 19; 3 and 7 deleted, so every p still has rows.
     assert storage.partition_values(spark, path, "p") == {0, 1, 2, 3}
     assert storage.partition_values(spark, str(tmp_path / "none"), "p") is None
+
+
+def test_file_statistics_cover_the_columns_a_table_declares_and_rows_always(spark, tmp_path):
+    from lakeml.core import storage
+
+    rows = spark.createDataFrame(
+        [(1, "x", 5.0), (2, "y", 7.5), (3, "z", 6.0)], "a INT, b STRING, c DOUBLE"
+    )
+    paths = {name: str(tmp_path / name) for name in ("default", "none", "some")}
+    storage.append(rows, paths["default"])
+    storage.append(rows, paths["none"], stats_columns=[])
+    storage.append(rows, paths["some"], stats_columns=["c"])
+    # Later writes keep the table's choice (it is a table property, set at creation).
+    storage.append(rows, paths["some"], stats_columns=[])
+
+    def minima(path: str) -> dict[str, set]:
+        files = delta_log.facts(path).files
+        names = {k.removeprefix("min.") for f in files for k in f if k.startswith("min.")}
+        return {n: {f.get(f"min.{n}") for f in files} - {None} for n in names}
+
+    assert [delta_log.facts(p).rows for p in paths.values()] == [3, 3, 6]
+    # By hand: the minimum of each column over the 3 rows is 1, "x", 5.0.
+    assert {n: min(v) for n, v in minima(paths["default"]).items()} == {"a": 1, "b": "x", "c": 5.0}
+    assert minima(paths["none"]) == {}
+    assert set(minima(paths["some"])) == {"c"}
+    assert min(minima(paths["some"])["c"]) == 5.0

@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lakeml.core import storage
+from lakeml.core import delta_log, storage
 from lakeml.core.config import Config, load_config
 from lakeml.core.report import Report
 from lakeml.pipeline import run_features
@@ -116,6 +116,20 @@ def test_counts_reconcile_with_what_the_generator_wrote(
     by_spark = storage.read(spark, cfg.table("features")).toPandas()
     by_spark = by_spark.sort_values(keys, ignore_index=True)[list(by_rs.columns)]
     pd.testing.assert_frame_equal(by_rs, by_spark, check_dtype=False)
+
+    # File min/max are kept where something reads them: bronze's ingest time (silver's next
+    # batch) and the label (training's preflight); row counts in every table.
+    stats = {
+        name: {k for f in delta_log.facts(cfg.table(name)).files for k in f if k.startswith("min.")}
+        for name in before
+    }
+    assert stats == {
+        "bronze": {"min.ingested_at"},
+        "silver": set(),
+        "quarantine": set(),
+        "features": set(),
+        "labels": {"min.churned"},
+    }
 
 
 def test_incremental_run_equals_a_full_rebuild_and_keeps_earlier_snapshots(

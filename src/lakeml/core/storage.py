@@ -109,9 +109,17 @@ def _save(
     options: dict[str, Any],
     partition_by: list[str] | None,
     metadata: dict[str, Any] | None = None,
+    stats_columns: list[str] | None = None,
 ) -> None:
     """The one Delta writer: `mode`, writer options, partitioning, and `metadata` stored as
-    JSON in the commit's `userMetadata` (in the same atomic commit as the rows)."""
+    JSON in the commit's `userMetadata` (in the same atomic commit as the rows).
+
+    `stats_columns`: the columns whose min/max the log keeps per file, set when the write
+    creates the table (None: Delta's default, the first 32 columns; []: row counts only).
+    Each file's statistics are computed as it is written, over every row and column they
+    cover; a column nothing filters on (a partition column prunes by its value instead)
+    costs that work for no skipping."""
+    options = {**options, **_stats_property(stats_columns)}
     writer = df.write.format("delta").mode(mode).options(**{k: str(v) for k, v in options.items()})
     if metadata is not None:
         writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
@@ -140,6 +148,15 @@ def _save(
             _pause(random.uniform(0, BACKOFF_SECONDS * 2 ** (attempt - 1)))
 
 
+def _stats_property(columns: list[str] | None) -> dict[str, str]:
+    """The table property that limits file statistics to `columns` (see `_save`)."""
+    if columns is None:
+        return {}
+    if not columns:
+        return {"delta.dataSkippingNumIndexedCols": "0"}
+    return {"delta.dataSkippingStatsColumns": ",".join(columns)}
+
+
 def replace_where(
     df: DataFrame,
     path: str,
@@ -147,11 +164,12 @@ def replace_where(
     partition_by: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
     add_columns: bool = False,
+    stats_columns: list[str] | None = None,
 ) -> None:
     """Atomically replace the rows matching `condition` with `df` (create the table if new).
     `add_columns`: columns of `df` the table lacks are added (its other rows read null)."""
     options = {"replaceWhere": condition, **({"mergeSchema": "true"} if add_columns else {})}
-    _save(df, path, "overwrite", options, partition_by, metadata)
+    _save(df, path, "overwrite", options, partition_by, metadata, stats_columns)
 
 
 def rebuild(
@@ -159,9 +177,11 @@ def rebuild(
     path: str,
     partition_by: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
+    stats_columns: list[str] | None = None,
 ) -> None:
     """Replace the whole table with `df`, schema included (a new table or a full refresh)."""
-    _save(df, path, "overwrite", {"overwriteSchema": "true"}, partition_by, metadata)
+    options = {"overwriteSchema": "true"}
+    _save(df, path, "overwrite", options, partition_by, metadata, stats_columns)
 
 
 def append(
@@ -169,11 +189,12 @@ def append(
     path: str,
     partition_by: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
+    stats_columns: list[str] | None = None,
 ) -> None:
     """Append `df` in one commit (creating the table if new). Delta records no commit for an
     append without rows to an existing table (see `append_once` for one that it records).
     A stage records in `metadata` what it has processed (see `commit_metadata`)."""
-    _save(df, path, "append", {}, partition_by, metadata)
+    _save(df, path, "append", {}, partition_by, metadata, stats_columns)
 
 
 def append_once(
@@ -183,12 +204,13 @@ def append_once(
     version: int,
     partition_by: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
+    stats_columns: list[str] | None = None,
 ) -> None:
     """Append once per (app_id, version) with Delta's idempotent writes: a replayed write
     (same app id, version not above the last one recorded) is skipped by Delta instead of
     appended twice. Unlike a plain append, the commit is recorded even when `df` is empty."""
     options = {"txnAppId": app_id, "txnVersion": version}
-    _save(df, path, "append", options, partition_by, metadata)
+    _save(df, path, "append", options, partition_by, metadata, stats_columns)
 
 
 def table_id(spark: SparkSession, path: str) -> str | None:

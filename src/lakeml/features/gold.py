@@ -147,14 +147,16 @@ def update(
         features = build_features(silver, plan.features, cfg.windows, cfg.aggregations, log)
         meta = lineage.record(source, values["features"])
         feature_rows, stored["features"] = _write(
-            spark, features, tables["features"], plan.features, stored["features"], meta
+            spark, features, tables["features"], plan.features, stored["features"], meta, []
         )
     failpoints.reach("gold.features_written")
     if plan.labels or stored["labels"] is None:
         labels = build_labels(silver, plan.labels, horizon, last_day, _target(cfg), log)
+        # The label's min/max per file let training's preflight see the classes in the log.
+        label_stats = [_target(cfg).label_col]
         meta = lineage.record(source, values["labels"])
         label_rows, stored["labels"] = _write(
-            spark, labels, tables["labels"], plan.labels, stored["labels"], meta
+            spark, labels, tables["labels"], plan.labels, stored["labels"], meta, label_stats
         )
     return GoldResult(
         snapshots_computed=[d.isoformat() for d in sorted({*plan.features, *plan.labels})],
@@ -220,9 +222,11 @@ def _write(
     dates: list[date],
     stored: set[date] | None,
     metadata: dict[str, Any],
+    stats_columns: list[str],
 ) -> tuple[int, set[date]]:
     """Replace the given snapshots' partitions (or build the table), recording `metadata` in
-    the same commit; return the rows written and the snapshot dates the table now holds."""
+    the same commit; return the rows written and the snapshot dates the table now holds.
+    The log keeps file min/max of `stats_columns` only (reads select by the partition)."""
     # Counted while written (no second pass): rows and the snapshots that got any.
     written = Observation()
     observed = df.observe(
@@ -230,12 +234,15 @@ def _write(
     )
     if stored is None:
         # A new table, a full refresh or an unknown past: rebuilt whole, schema included.
-        storage.rebuild(observed, path, [PARTITION], metadata)
+        storage.rebuild(observed, path, [PARTITION], metadata, stats_columns)
         kept: set[date] = set()
     else:
         _check_same_columns(storage.read(spark, path).schema, df.schema, path)
         listed = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(dates))
-        storage.replace_where(observed, path, f"{PARTITION} IN ({listed})", [PARTITION], metadata)
+        condition = f"{PARTITION} IN ({listed})"
+        storage.replace_where(
+            observed, path, condition, [PARTITION], metadata, stats_columns=stats_columns
+        )
         kept = stored - set(dates)
     return int(written.get["rows"]), kept | set(written.get["dates"])
 

@@ -124,5 +124,6 @@ def ingest(
         new_lines = new_lines.where(F.col("value") != F.lit(header))
     written = Observation()
     rows = to_bronze(new_lines, last_ingested).observe(written, F.count(F.lit(1)).alias("rows"))
-    storage.append(rows, bronze_path)
+    # Silver selects its batch by ingested_at: the one column whose file min/max skip files.
+    storage.append(rows, bronze_path, stats_columns=["ingested_at"])
     return BronzeResult(rows=int(written.get["rows"]), files=len(new_files))

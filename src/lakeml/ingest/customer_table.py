@@ -221,13 +221,16 @@ def _read(spark: SparkSession, t: TableSourceConfig, path: str) -> DataFrame:
         raise LakemlError(message) from None
 
 
-def _replace(df: DataFrame, path: str, dates: list[date], snapshot_col: str) -> int:
-    """Replace the snapshots `dates` of the table with `df`'s rows; return rows written."""
+def _replace(
+    df: DataFrame, path: str, dates: list[date], snapshot_col: str, stats_columns: list[str]
+) -> int:
+    """Replace the snapshots `dates` of the table with `df`'s rows; return rows written. The
+    log keeps file min/max of `stats_columns` only (reads select by the snapshot partition)."""
     in_dates = F.col(snapshot_col).isin([F.lit(d) for d in dates])
     where = f"{snapshot_col} IN ({', '.join(repr(d.isoformat()) for d in dates)})"
     written = Observation()
     rows = df.where(in_dates).observe(written, F.count(F.lit(1)).alias("rows"))
-    storage.replace_where(rows, path, where, [snapshot_col])
+    storage.replace_where(rows, path, where, [snapshot_col], stats_columns=stats_columns)
     return int(written.get["rows"])
 
 
@@ -278,12 +281,16 @@ def update(
             "features": to_features(valid, t, snapshot_col),
             "labels": to_labels(valid, t, snapshot_col, label_col),
         }
+        # Only the label's min/max is read from the log (training's preflight).
+        stats = {"labels": [label_col]}
         # The four writes are independent (each replaces the input's snapshots of its own
         # table, so a rerun after a crash between any of them heals all four): run at once,
         # their Delta commits and the driver's planning overlap instead of queueing.
         with ThreadPoolExecutor(max_workers=len(outputs)) as pool:
             pending = {
-                name: pool.submit(_replace, df, paths[name], dates, snapshot_col)
+                name: pool.submit(
+                    _replace, df, paths[name], dates, snapshot_col, stats.get(name, [])
+                )
                 for name, df in outputs.items()
             }
             written = {name: job.result() for name, job in pending.items()}

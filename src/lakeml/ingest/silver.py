@@ -32,6 +32,8 @@ QUARANTINE_SCHEMA = T.StructType(
     ]
 )
 PARTITION_COLUMNS = ["event_date"]
+# Silver and quarantine are read by event_date, a partition column: no file min/max kept.
+NO_STATS: list[str] = []
 
 
 def to_quarantine(rejected: DataFrame) -> DataFrame:
@@ -131,7 +133,7 @@ def _write_quarantine(
         if max(r["until"] for r in rejected) <= written:
             return
         rows = rows.where(F.col("ingested_at") > F.timestamp_micros(F.lit(written)))
-    storage.append(to_quarantine(rows), path, metadata=marker)
+    storage.append(to_quarantine(rows), path, metadata=marker, stats_columns=NO_STATS)
 
 
 def _write_silver(
@@ -161,14 +163,17 @@ def _write_silver(
         inserted, F.count(F.lit(1)).alias("rows"), F.min("event_date").alias("first_day")
     )
     since = valid["first_day"].isoformat() if valid is not None else None
-    storage.append(observed, path, PARTITION_COLUMNS, _with_new_since(marker, since))
+    new_since = _with_new_since(marker, since)
+    storage.append(observed, path, PARTITION_COLUMNS, new_since, stats_columns=NO_STATS)
     if inserted.get["rows"] == 0:
         # Delta drops an append without rows, but the batch must still be marked done (or
         # its duplicates count again): a commit carrying a transaction id is recorded.
         until = marker[MARKER_KEY]["bronze_until_us"]
         nothing = spark.createDataFrame([], batch.select(*columns).schema)
         done = _with_new_since(marker, None)
-        storage.append_once(nothing, path, "lakeml-silver", until, PARTITION_COLUMNS, done)
+        storage.append_once(
+            nothing, path, "lakeml-silver", until, PARTITION_COLUMNS, done, stats_columns=NO_STATS
+        )
     return inserted.get
 
 
