@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -109,7 +110,7 @@ def _save(
     options: dict[str, Any],
     partition_by: list[str] | None,
     metadata: dict[str, Any] | None = None,
-    stats_columns: list[str] | None = None,
+    stats_columns: Sequence[str] | None = None,
 ) -> None:
     """The one Delta writer: `mode`, writer options, partitioning, and `metadata` stored as
     JSON in the commit's `userMetadata` (in the same atomic commit as the rows).
@@ -148,7 +149,11 @@ def _save(
             _pause(random.uniform(0, BACKOFF_SECONDS * 2 ** (attempt - 1)))
 
 
-def _stats_property(columns: list[str] | None) -> dict[str, str]:
+# `stats_columns` for a table whose readers filter on no column but its partitions.
+NO_STATS: tuple[str, ...] = ()
+
+
+def _stats_property(columns: Sequence[str] | None) -> dict[str, str]:
     """The table property that limits file statistics to `columns` (see `_save`)."""
     if columns is None:
         return {}
@@ -164,7 +169,7 @@ def replace_where(
     partition_by: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
     add_columns: bool = False,
-    stats_columns: list[str] | None = None,
+    stats_columns: Sequence[str] | None = None,
 ) -> None:
     """Atomically replace the rows matching `condition` with `df` (create the table if new).
     `add_columns`: columns of `df` the table lacks are added (its other rows read null)."""
@@ -177,7 +182,7 @@ def rebuild(
     path: str,
     partition_by: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
-    stats_columns: list[str] | None = None,
+    stats_columns: Sequence[str] | None = None,
 ) -> None:
     """Replace the whole table with `df`, schema included (a new table or a full refresh)."""
     options = {"overwriteSchema": "true"}
@@ -189,7 +194,7 @@ def append(
     path: str,
     partition_by: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
-    stats_columns: list[str] | None = None,
+    stats_columns: Sequence[str] | None = None,
 ) -> None:
     """Append `df` in one commit (creating the table if new). Delta records no commit for an
     append without rows to an existing table (see `append_once` for one that it records).
@@ -204,7 +209,7 @@ def append_once(
     version: int,
     partition_by: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
-    stats_columns: list[str] | None = None,
+    stats_columns: Sequence[str] | None = None,
 ) -> None:
     """Append once per (app_id, version) with Delta's idempotent writes: a replayed write
     (same app id, version not above the last one recorded) is skipped by Delta instead of

@@ -8,6 +8,7 @@ tables' commits (`lineage`), so it survives a crash between any two writes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from lakeml.core import failpoints, storage
 from lakeml.core.config import FeaturesConfig
 from lakeml.core.errors import LakemlError
 from lakeml.core.event_spec import TargetConfig
+from lakeml.core.storage import NO_STATS
 from lakeml.features import lineage
 from lakeml.features.aggregate import build_features
 from lakeml.features.labels import build_labels
@@ -147,7 +149,7 @@ def update(
         features = build_features(silver, plan.features, cfg.windows, cfg.aggregations, log)
         meta = lineage.record(source, values["features"])
         feature_rows, stored["features"] = _write(
-            spark, features, tables["features"], plan.features, stored["features"], meta, []
+            spark, features, tables["features"], plan.features, stored["features"], meta, NO_STATS
         )
     failpoints.reach("gold.features_written")
     if plan.labels or stored["labels"] is None:
@@ -222,7 +224,7 @@ def _write(
     dates: list[date],
     stored: set[date] | None,
     metadata: dict[str, Any],
-    stats_columns: list[str],
+    stats_columns: Sequence[str],
 ) -> tuple[int, set[date]]:
     """Replace the given snapshots' partitions (or build the table), recording `metadata` in
     the same commit; return the rows written and the snapshot dates the table now holds.

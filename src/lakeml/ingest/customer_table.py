@@ -16,6 +16,7 @@ row's file name in a column (`file_name_col`) for `train.split.method: column`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -28,6 +29,7 @@ from pyspark.sql import types as T
 from lakeml.core import storage
 from lakeml.core.config import TableSourceConfig
 from lakeml.core.errors import LakemlError
+from lakeml.core.storage import NO_STATS
 
 # The Spark types `source.table.types` names, by `simpleString()` (config_load.SPARK_TYPES).
 _TYPES: dict[str, T.DataType] = {
@@ -222,7 +224,7 @@ def _read(spark: SparkSession, t: TableSourceConfig, path: str) -> DataFrame:
 
 
 def _replace(
-    df: DataFrame, path: str, dates: list[date], snapshot_col: str, stats_columns: list[str]
+    df: DataFrame, path: str, dates: list[date], snapshot_col: str, stats_columns: Sequence[str]
 ) -> int:
     """Replace the snapshots `dates` of the table with `df`'s rows; return rows written. The
     log keeps file min/max of `stats_columns` only (reads select by the snapshot partition)."""
@@ -289,7 +291,7 @@ def update(
         with ThreadPoolExecutor(max_workers=len(outputs)) as pool:
             pending = {
                 name: pool.submit(
-                    _replace, df, paths[name], dates, snapshot_col, stats.get(name, [])
+                    _replace, df, paths[name], dates, snapshot_col, stats.get(name, NO_STATS)
                 )
                 for name, df in outputs.items()
             }

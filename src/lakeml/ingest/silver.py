@@ -20,6 +20,7 @@ from pyspark.sql import types as T
 from lakeml.core import storage
 from lakeml.core.config import SourceConfig
 from lakeml.core.errors import LakemlError
+from lakeml.core.storage import NO_STATS
 from lakeml.ingest.rules import classify, silver_columns
 
 QUARANTINE_SCHEMA = T.StructType(
@@ -32,8 +33,6 @@ QUARANTINE_SCHEMA = T.StructType(
     ]
 )
 PARTITION_COLUMNS = ["event_date"]
-# Silver and quarantine are read by event_date, a partition column: no file min/max kept.
-NO_STATS: list[str] = []
 
 
 def to_quarantine(rejected: DataFrame) -> DataFrame:
