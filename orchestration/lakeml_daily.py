@@ -22,6 +22,12 @@ or `AIRFLOW_VAR_<NAME>`), else the environment variable, else the default.
 Anything else reaches lakeml through the environment, e.g. LAKEML_ROOT (`storage.root` in
 conf/local.yaml) or MLFLOW_TRACKING_URI.
 
+Time limits, read when the DAG file is parsed (so from the environment of Airflow's DAG
+processor, not from Variables): LAKEML_<STEP>_TIMEOUT_MINUTES, e.g.
+LAKEML_FEATURES_TIMEOUT_MINUTES=90; defaults in TIMEOUT_MINUTES below. A step that runs longer
+is stopped (SIGTERM to its spark-submit's process group) and fails, so a hung job cannot hold
+the one active run, and with it every later day, forever; features and score then retry once.
+
 Exit statuses: 0 is success (`lakeml retrain` also exits 0 when it decides not to retrain);
 `lakeml monitor` exits 1 when an SLA check fails, which fails its task: that is the alert;
 2 is an error for the user to fix (config, arguments, input; for monitor, any error): it fails the
@@ -44,6 +50,8 @@ STEPS = ("features", "retrain", "score", "monitor")
 # alert and must not be retried into silence.
 RETRIES = {"features": 1, "retrain": 0, "score": 1, "monitor": 0}
 USER_ERROR = 2
+# Generous for the daily batch; a step past its limit is hung or needs a bigger cluster.
+TIMEOUT_MINUTES = {"features": 120.0, "retrain": 240.0, "score": 120.0, "monitor": 30.0}
 
 # Under spark-submit the driver JVM exists before lakeml builds its session, so the Delta jars
 # must come on the submit command (lakeml's session config cannot add them then).
@@ -82,8 +90,24 @@ def settings() -> dict[str, str]:
     return env
 
 
+def timeout(step: str) -> timedelta:
+    """The step's time limit: LAKEML_<STEP>_TIMEOUT_MINUTES (minutes, > 0), else the default."""
+    name = f"LAKEML_{step.upper()}_TIMEOUT_MINUTES"
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return timedelta(minutes=TIMEOUT_MINUTES[step])
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = float("nan")
+    if not minutes > 0 or minutes == float("inf"):
+        raise ValueError(f"{name}={text!r}: give the time limit in minutes, a number above 0")
+    return timedelta(minutes=minutes)
+
+
 class LakemlStep(BashOperator):
-    """`spark-submit jobs/<step>.py`: settings resolved when it runs; exit status 2 not retried."""
+    """`spark-submit jobs/<step>.py`: settings resolved when it runs; exit status 2 not retried;
+    stopped after its time limit (`timeout`)."""
 
     def __init__(self, *, step: str, **kwargs) -> None:
         super().__init__(
@@ -95,6 +119,7 @@ class LakemlStep(BashOperator):
             # The last line of output is a Spark log line as often as lakeml's JSON summary.
             do_xcom_push=False,
             retries=RETRIES[step],
+            execution_timeout=timeout(step),
             **kwargs,
         )
 

@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 
@@ -110,6 +112,24 @@ def test_four_steps_in_order_daily(dag) -> None:
         "score": 1,
         "monitor": 0,
     }
+    # Without LAKEML_<STEP>_TIMEOUT_MINUTES: 2 h, 4 h, 2 h, 30 min.
+    assert {step: dag.get_task(step).execution_timeout for step in STEPS} == {
+        "features": timedelta(hours=2),
+        "retrain": timedelta(hours=4),
+        "score": timedelta(hours=2),
+        "monitor": timedelta(minutes=30),
+    }
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "inf"])
+def test_a_bad_time_limit_is_an_import_error_naming_the_variable(monkeypatch, value) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("LAKEML_SCORE_TIMEOUT_MINUTES", value)
+    bag = DagBag(dag_folder=DAGS)
+    [error] = bag.import_errors.values()
+    assert f"LAKEML_SCORE_TIMEOUT_MINUTES={value!r}: give the time limit in minutes" in error
+    assert bag.dag_ids == []
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -185,3 +205,31 @@ def test_features_task_builds_the_lake(airflow_db, tmp_path: Path) -> None:
     assert summary["ok"] is True, summary
     assert summary["features"]["tables"]["features"]["path"] == str(root / "gold/user_features")
     assert (root / "gold" / "user_features" / "_delta_log").is_dir()
+
+
+def test_a_hung_step_is_stopped_at_its_time_limit(airflow_db, tmp_path: Path) -> None:
+    """A spark-submit that hangs (for a minute: without a limit the task would succeed and this
+    test fail): after LAKEML_MONITOR_TIMEOUT_MINUTES (3 s here) Airflow fails the task, and the
+    process is gone, so the next day's run is not held up."""
+    pid_file = tmp_path / "spark-submit.pid"
+    fake = fake_spark_submit(tmp_path, f"echo $$ > {pid_file}\nexec sleep 60")
+    log = airflow(
+        "tasks", "test", "lakeml_daily", "monitor", "2026-01-04",
+        LAKEML_MONITOR_TIMEOUT_MINUTES="0.05", **fake,
+    )  # fmt: skip
+    assert final_state(log) == "failed", log[-3000:]
+    assert "AirflowTaskTimeout" in log, log[-3000:]
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(pid), f"spark-submit stand-in {pid} still runs"
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
