@@ -71,6 +71,44 @@ def test_a_dotted_key_outside_a_free_form_mapping_still_walks_sections() -> None
     assert "unknown config key 'spark.nope'" in load_error(CONF, "spark.nope.x=1")
 
 
+# --set into one item of a list
+
+
+def test_a_number_after_a_list_key_sets_one_item_and_keeps_the_others() -> None:
+    cfg = load_config(CONF, ["train.models.0.grid.maxIter=[20]", "train.models.1.type=gbt"])
+    # conf/local.yaml: logistic_regression (maxIter [50]), random_forest, gbt, xgboost.
+    first, second = cfg.train.models[0], cfg.train.models[1]
+    assert (first.type, first.grid["maxIter"], first.grid["regParam"]) == (
+        "logistic_regression",
+        [20],
+        [0.01, 0.1],
+    )
+    assert second.type == "gbt"
+    assert len(cfg.train.models) == len(load_config(CONF).train.models)
+
+
+def test_a_whole_item_can_be_replaced_and_is_validated_like_the_file() -> None:
+    cfg = load_config(CONF, ["train.models.1={type: gbt, grid: {maxDepth: [2]}}"])
+    assert (cfg.train.models[1].type, cfg.train.models[1].grid) == ("gbt", {"maxDepth": [2]})
+    assert "'train.models[1].type': unknown model type" in load_error(
+        CONF, "train.models.1={type: nope}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.models.9.type=gbt", "train.models has 4 item(s), numbered from 0"),
+        ("train.models.first.type=gbt", "train.models is a list; pick an item by number"),
+        ("train.models.x=1", "train.models is a list; pick an item by number"),
+        ("train.models.0.type.x=1", "'type' is not a section"),
+    ],
+)
+def test_a_list_index_that_is_not_there_is_a_one_line_error(override: str, message: str) -> None:
+    error = load_error(CONF, override)
+    assert message in error and "\n" not in error, error
+
+
 # ${VAR} values typed as YAML would type them
 
 

@@ -200,6 +200,8 @@ def free_form_keys(
 def _apply_override(
     data: dict[str, Any], assignment: str, free_form: frozenset[tuple[str, ...]]
 ) -> None:
+    """Set one `dotted.key=value`. A number after a list's key picks one of its items
+    (`train.models.0.grid.maxIter=[20]`); the item must exist."""
     if "=" not in assignment:
         raise LakemlError(f"--set {assignment!r}: expected dotted.key=value")
     key, _, text = assignment.partition("=")
@@ -208,17 +210,46 @@ def _apply_override(
         if tuple(parts[:i]) in free_form:  # the rest is one key: spark.conf.<spark key>
             parts = [*parts[:i], ".".join(parts[i:])]
             break
-    node = data
-    for part in parts[:-1]:
+    node: Any = data
+    for depth, part in enumerate(parts[:-1]):
+        node = _child(node, part, key, parts[:depth])
+    if isinstance(node, list):
+        index = _index(node, parts[-1], key, parts[:-1])
+        node[index] = _yaml_value(text, key)
+    else:
+        node[parts[-1]] = _yaml_value(text, key)
+
+
+def _child(node: Any, part: str, key: str, above: list[str]) -> Any:
+    """The section or list item `part` under `node` (a missing section is created)."""
+    if isinstance(node, list):
+        child = node[_index(node, part, key, above)]
+    else:
         child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise LakemlError(f"--set {key}: {part!r} is not a section")
-        node = child
+    if not isinstance(child, dict | list):
+        raise LakemlError(f"--set {key}: {part!r} is not a section")
+    return child
+
+
+def _index(items: list[Any], part: str, key: str, above: list[str]) -> int:
+    """`part` as an index of `items`, the list at the dotted key `above`."""
+    where = ".".join(above)
+    if not part.isdigit():
+        raise LakemlError(f"--set {key}: {where} is a list; pick an item by number ({where}.0)")
+    if int(part) >= len(items):
+        raise LakemlError(
+            f"--set {key}: {where} has {len(items)} item(s), numbered from 0; "
+            f"to replace the whole list, --set {where}=[...]"
+        )
+    return int(part)
+
+
+def _yaml_value(text: str, key: str) -> Any:
     # YAML parsing gives ints, floats, bools and lists their types: --set train.seed=7
     try:
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+        return yaml.safe_load(text) if text.strip() else ""
     except ValueError:  # a date-like 2018-13-01; validation then names the key
-        node[parts[-1]] = text
+        return text
     except yaml.YAMLError:
         shown = REDACTED if is_secret_name(key) else repr(text)
         raise LakemlError(f"--set {key}: {shown} is not a YAML value; quote it") from None
