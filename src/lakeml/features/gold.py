@@ -153,9 +153,10 @@ def update(
         )
     failpoints.reach("gold.features_written")
     if plan.labels or stored["labels"] is None:
-        labels = build_labels(silver, plan.labels, horizon, last_day, _target(cfg), log)
+        target = _target(cfg)
+        labels = build_labels(silver, plan.labels, horizon, last_day, target, log)
         # The label's min/max per file let training's preflight see the classes in the log.
-        label_stats = [_target(cfg).label_col]
+        label_stats = [target.label_col]
         meta = lineage.record(source, values["labels"])
         label_rows, stored["labels"] = _write(
             spark, labels, tables["labels"], plan.labels, stored["labels"], meta, label_stats
