@@ -6,7 +6,9 @@ once per process too), writes 30 daily eventsim files (~8,000 events) under a te
 root, then times (a) `spark.read.text(raw).write.format("delta")`, (b) bronze.ingest and
 (c) silver.update, then reruns with nothing new and with one new day. It then builds a
 10,000-row customer CSV from the Telco sample (rows repeated under new customerIDs) and
-times the customer table step, first run and rerun. Each step prints its seconds, CPU
+times the customer table step, first run and rerun. Last, `lakeml features --conf
+conf/telco.yaml` on that CSV as users run it (a new process: JVM start included), with the
+config's driver JVM options as shipped and with the optimizing compiler put back. Each step prints its seconds, CPU
 seconds (this process and the JVM), Spark jobs (counted by job group) and Delta commits
 (table versions added); all steps run `--repeat` times on fresh tables and the last line
 (JSON) keeps the least time of each.
@@ -19,6 +21,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,7 +38,7 @@ from lakeml.ingest import bronze, customer_table, silver
 from lakeml.synthetic.generate import generate_events
 
 # 18 simulated users over 30 days give ~8,000 events (8,363 lines with the default dirt).
-EVENTS = GenerateConfig(users=18, days=31, start_date="2018-10-01", seed=42)
+GENERATE = GenerateConfig(users=18, days=31, start_date="2018-10-01", seed=42)
 TELCO_CSV = Path(__file__).resolve().parents[2] / "shared/data/telco"
 TELCO_CSV /= "WA_Fn-UseC_-Telco-Customer-Churn.csv"
 TABLE_ROWS = 10_000
@@ -92,7 +96,7 @@ def telco_csv(path: Path, rows: int) -> None:
 
 def events_steps(spark: SparkSession, root: str) -> list[dict[str, Any]]:
     staged, raw = Path(root) / "staged", Path(root) / "raw"
-    generate_events(spark, EVENTS, str(staged))
+    generate_events(spark, GENERATE, str(staged))
     days = sorted(staged.glob("*-events.json"))
     raw.mkdir()
     for day in days[:30]:
@@ -133,6 +137,31 @@ def table_steps(spark: SparkSession, root: str, telco_conf: str) -> list[dict[st
     return [measure(spark, "table", step, tables), measure(spark, "table_rerun", step, tables)]
 
 
+# The driver JVM options conf/telco.yaml ships (the quick compiler alone), and the JVM's own
+# default (both compilers) for comparison.
+JIT_VARIANTS = {"as_shipped": None, "both_compilers": "-XX:TieredStopAtLevel=4"}
+
+
+def cli_table_seconds(root: str, telco_conf: str, java_options: str | None) -> float:
+    """Wall seconds of `lakeml features` on the 10,000-row CSV in a new process."""
+    source = Path(root) / "customers.csv"
+    if not source.exists():
+        telco_csv(source, TABLE_ROWS)
+    out = tempfile.mkdtemp(dir=root)
+    cmd = [str(Path(sys.executable).with_name("lakeml")), "features", "--conf", telco_conf]
+    cmd += ["--set", f"storage.root={out}", "--set", f"source.path={source}"]
+    if java_options is not None:
+        cmd += ["--set", f"spark.conf.spark.driver.extraJavaOptions={java_options}"]
+    started = time.monotonic()
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if run.returncode != 0:
+        raise SystemExit(f"lakeml features failed: {run.stderr.strip().splitlines()[-1:]}")
+    line = {"step": "cli_table", "jit": java_options or "as shipped", "seconds": round(seconds, 2)}
+    print(json.dumps(line), flush=True)
+    return seconds
+
+
 SOURCE = load_config(Path(__file__).resolve().parents[1] / "conf" / "local.yaml").source
 EVENTS = SOURCE.events
 
@@ -161,6 +190,11 @@ def main(argv: list[str] | None = None) -> None:
             for step in steps:
                 runs.setdefault(step["step"], []).append(step)
     spark.stop()
+    cli: dict[str, list[float]] = {name: [] for name in JIT_VARIANTS}
+    with tempfile.TemporaryDirectory() as root:
+        for _ in range(args.repeat):
+            for name, options in JIT_VARIANTS.items():
+                cli[name].append(cli_table_seconds(root, args.telco_conf, options))
     fastest = {name: min(s["seconds"] for s in steps) for name, steps in runs.items()}
     least_cpu = {name: min(s["cpu_s"] for s in steps) for name, steps in runs.items()}
     plain = fastest["plain_copy"]
@@ -173,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         "least_cpu_s": least_cpu,
         "bronze_over_plain_copy": round(fastest["bronze"] / plain, 1),
         "silver_over_plain_copy": round(fastest["silver"] / plain, 1),
+        "cli_table_s": {name: round(min(seconds), 1) for name, seconds in cli.items()},
         "jobs": {name: steps[0]["jobs"] for name, steps in runs.items()},
         "commits": {name: steps[0]["commits"] for name, steps in runs.items()},
     }
