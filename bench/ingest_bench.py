@@ -6,12 +6,12 @@ once per process too), writes 30 daily eventsim files (~8,000 events) under a te
 root, then times (a) `spark.read.text(raw).write.format("delta")`, (b) bronze.ingest and
 (c) silver.update, then reruns with nothing new and with one new day. It then builds a
 10,000-row customer CSV from the Telco sample (rows repeated under new customerIDs) and
-times the customer table step, first run and rerun. Last, `lakeml features --conf
-conf/telco.yaml` on that CSV as users run it (a new process: JVM start included), with the
-config's driver JVM options as shipped and with the optimizing compiler put back. Each step prints its seconds, CPU
+times the customer table step, first run and rerun. Each step prints its seconds, CPU
 seconds (this process and the JVM), Spark jobs (counted by job group) and Delta commits
 (table versions added); all steps run `--repeat` times on fresh tables and the last line
-(JSON) keeps the least time of each.
+(JSON) keeps the least time of each. Last, `lakeml features --conf conf/telco.yaml` runs on
+that CSV as users run it (a new process: JVM start included), with the config's driver JVM
+options as shipped and with the optimizing compiler put back.
 """
 
 from __future__ import annotations
