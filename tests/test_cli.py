@@ -200,3 +200,29 @@ def test_a_success_summary_says_ok_and_the_stages_completed(spark, capsys, tmp_p
     # The keys a success always had are still there.
     assert {"command", "raw_path", "generated", "stage_seconds", "seconds"} <= summary.keys()
     assert "error" not in summary
+
+
+def test_the_driver_jit_is_picked_by_the_size_of_a_features_or_pipeline_input(
+    tmp_path: Path,
+) -> None:
+    """`input_bytes`: the raw input's size (`--input`, else source.path), read from disk
+    (`local_bytes`: every file under a folder); none for other commands or inputs."""
+    from lakeml.cli import build_parser, input_bytes
+    from lakeml.core.config import load_config
+    from lakeml.core.paths import local_bytes
+
+    raw = tmp_path / "raw"
+    (raw / "2018-10-01").mkdir(parents=True)
+    (raw / "a.json").write_bytes(b"x" * 300)
+    (raw / "2018-10-01" / "b.json").write_bytes(b"y" * 45)
+    cfg = load_config(ROOT / "conf" / "local.yaml", [f"source.path={raw}"])
+    parser = build_parser()
+    assert input_bytes(parser.parse_args(["features"]), cfg) == 345
+    assert input_bytes(parser.parse_args(["pipeline"]), cfg) == 345
+    single = raw / "a.json"
+    assert input_bytes(parser.parse_args(["features", "--input", str(single)]), cfg) == 300
+    absent = str(tmp_path / "absent")
+    assert input_bytes(parser.parse_args(["features", "--input", absent]), cfg) is None
+    assert input_bytes(parser.parse_args(["train"]), cfg) is None
+    assert local_bytes(f"file://{raw}") == 345
+    assert local_bytes("s3a://bucket/raw/events") is None

@@ -98,6 +98,18 @@ def _retrain(spark: Any, cfg: Config, args: argparse.Namespace, report: Report) 
 Command = Callable[[Any, Config, argparse.Namespace, Report], None]
 # Commands that only talk to MLflow need no SparkSession.
 NO_SPARK = {"models", "promote", "serve"}
+# Commands whose input is the raw source (`--input`, else source.path).
+READS_SOURCE = {"features", "pipeline"}
+
+
+def input_bytes(args: argparse.Namespace, cfg: Config) -> int | None:
+    """The size of the raw input a features or pipeline run reads, when it is local and
+    there (the session factory picks the driver's JIT by it: `spark.jit`); None otherwise."""
+    if args.command not in READS_SOURCE:
+        return None
+    from lakeml.core.paths import local_bytes
+
+    return local_bytes(getattr(args, "input", None) or cfg.source_path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # task) is used as it is and left running; only a session started here is stopped.
             spark = SparkSession.getActiveSession()
             if spark is None:
-                spark, created = get_spark(cfg.spark), True
+                spark, created = get_spark(cfg.spark, input_bytes=input_bytes(args, cfg)), True
         args.func(spark, cfg, args, report)
     except (Exception, KeyboardInterrupt) as exc:
         # Described while the session still runs: a Java exception's text comes from the JVM.

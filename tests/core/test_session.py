@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lakeml.core import logs
+from lakeml.core import class_cache, logs
 from lakeml.core.config import SparkConfig
 from lakeml.core.logs import CHATTY_PYTHON_LOGGERS, LOG4J2_PROPERTIES, quiet_python_loggers
 from lakeml.core.session import (
@@ -238,3 +238,49 @@ def test_the_local_driver_listens_on_loopback_only(spark) -> None:
     assert len(mine) >= 3, lines  # py4j gateway, driver RPC, block manager
     addresses = [fields[3].rsplit(":", 1)[0] for fields in mine]
     assert all(a in ("127.0.0.1", "[::ffff:127.0.0.1]") for a in addresses), addresses
+
+
+@pytest.mark.parametrize(
+    ("jit", "input_bytes", "master", "quick"),
+    [
+        ("auto", 8_363 * 450, "local[*]", True),  # 30 days of a small event log
+        ("auto", 64 * 2**20 - 1, "local[2]", True),
+        ("auto", 64 * 2**20, "local[2]", False),  # the 64 MB limit itself: both compilers
+        ("auto", None, "local[*]", False),  # size unknown (remote, absent, no input)
+        ("quick", None, "local[*]", True),
+        ("full", 1_000, "local[*]", False),
+        ("quick", 1_000, "spark://10.0.0.5:7077", False),  # a cluster's driver: left alone
+    ],
+)
+def test_a_local_driver_on_a_small_input_gets_the_quick_compiler_alone(
+    launching: None, tmp_path: Path, jit: str, input_bytes: int | None, master: str, quick: bool
+) -> None:
+    cfg = SparkConfig(master=master, log_level="ERROR", jit=jit)
+    conf = build_conf(cfg, cache_dir=tmp_path, input_bytes=input_bytes)
+    assert ("-XX:TieredStopAtLevel=1" in conf[JAVA_OPTIONS].split()) is quick
+    assert LOG4J_OPTION in conf[JAVA_OPTIONS]  # lakeml's other options stay
+
+
+def test_under_spark_submit_the_jit_is_left_to_the_submit_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "12345")
+    conf = build_conf(SparkConfig(master="local[*]", jit="quick"), cache_dir=tmp_path)
+    assert JAVA_OPTIONS not in conf
+
+
+def test_this_java_accepts_the_quick_options_quietly(launching: None) -> None:
+    """The options a quick local driver gets, on this machine's java (`-version`, no Spark):
+    accepted without a word, and only the quick compiler left."""
+    cfg = SparkConfig(master="local[*]", log_level="ERROR", jit="quick")
+    options = build_conf(cfg)[JAVA_OPTIONS].split()
+    java = class_cache.java_binary()
+    assert java is not None
+    flags = subprocess.run(
+        [java, *options, "-XX:+PrintFlagsFinal", "-version"], capture_output=True, text=True
+    )
+    assert flags.returncode == 0, flags.stderr
+    rows = [line.split() for line in flags.stdout.splitlines() if " = " in line]
+    final = {row[1]: row[3] for row in rows}
+    assert final["TieredStopAtLevel"] == "1"
+    assert "warning" not in flags.stderr.lower(), flags.stderr

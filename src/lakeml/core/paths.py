@@ -7,6 +7,21 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 
+def local_bytes(path: str) -> int | None:
+    """Bytes of a local file, or of every file under a local folder; None for another store
+    or a path that is not there."""
+    local = local_path(path)
+    if local is None or not os.path.exists(local):
+        return None
+    if os.path.isfile(local):
+        return os.path.getsize(local)
+    return sum(
+        os.path.getsize(os.path.join(folder, name))
+        for folder, _, names in os.walk(local)
+        for name in names
+    )
+
+
 def local_path(path: str) -> str | None:
     """The absolute local path behind a plain path or a `file:` URI; None for any other
     store (s3a://, hdfs://, ...)."""
