@@ -76,9 +76,10 @@ $(AIRFLOW_STAMP): orchestration/requirements.txt orchestration/constraints.txt
 dag-test: $(STAMP) package $(AIRFLOW_STAMP) ## the Airflow DAG (orchestration/) in its own .venv-airflow: imports, order, a real features task run
 	$(AIRFLOW_VENV)/bin/python -m pytest -q orchestration/test_dag.py --durations=5
 
-bench: $(STAMP) ## benchmarks: feature job and scoring as ratios over a plain Spark copy; xgboost vs Spark GBT; the prediction service under load
+bench: $(STAMP) ## benchmarks: feature job and scoring as ratios over a plain Spark copy; ingest steps and the table command's JIT; xgboost vs Spark GBT; the prediction service under load
 	$(PY) bench/feature_bench.py $(CONF)
 	$(PY) bench/feature_bench.py $(CONF) --scale 10
+	$(PY) bench/ingest_bench.py --conf $(CONF)
 	@if [ -f bench/score_bench.py ]; then $(PY) bench/score_bench.py $(CONF); fi
 	$(PY) bench/xgboost_bench.py $(CONF)
 	$(PY) bench/serve_bench.py
