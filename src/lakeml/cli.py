@@ -109,7 +109,7 @@ def input_bytes(args: argparse.Namespace, cfg: Config) -> int | None:
         return None
     from lakeml.core.paths import local_bytes
 
-    return local_bytes(getattr(args, "input", None) or cfg.source_path)
+    return local_bytes(args.input or cfg.source_path)
 
 
 def build_parser() -> argparse.ArgumentParser:

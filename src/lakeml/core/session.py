@@ -163,7 +163,7 @@ def is_local(master: str) -> bool:
 
 # The JVM's quick compiler (C1) alone. A local driver on a small input spends most of its CPU
 # warming up, and the optimizing compiler (C2) costs more CPU than its faster code saves:
-# `lakeml features` on 8,363 event lines or a 10,000-row table took about a third less
+# `lakeml features` on 8,363 event lines or a 10,000-row table took a fifth to a third less
 # time this way, and was even at 202 MB of events (README, "Other tables by configuration").
 QUICK_JIT = "-XX:TieredStopAtLevel=1"
 QUICK_JIT_MAX_BYTES = 64 * 2**20
