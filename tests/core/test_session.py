@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
 from lakeml.core import class_cache, logs
 from lakeml.core.config import SparkConfig
@@ -284,3 +285,35 @@ def test_this_java_accepts_the_quick_options_quietly(launching: None) -> None:
     final = {row[1]: row[3] for row in rows}
     assert final["TieredStopAtLevel"] == "1"
     assert "warning" not in flags.stderr.lower(), flags.stderr
+
+
+def test_users_can_turn_dataframe_debugging_back_on(tmp_path: Path) -> None:
+    off = build_conf(SparkConfig(master="local[*]"), cache_dir=tmp_path)
+    assert off["spark.python.sql.dataFrameDebugging.enabled"] == "false"
+    user = {"spark.python.sql.dataFrameDebugging.enabled": "true"}
+    on = build_conf(SparkConfig(master="local[*]", conf=user), cache_dir=tmp_path)
+    assert on["spark.python.sql.dataFrameDebugging.enabled"] == "true"
+
+
+def test_a_column_expression_costs_no_call_site_round_trips(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`F.col("a").alias("b")` in lakeml's session: the `functions` class and its `col`
+    member are looked up (two round trips), then `col` and `alias` are called (two more).
+    With PySpark's DataFrame debugging on, `col` alone adds the active-session lookup, a
+    conf read and the call-site set and clear around it."""
+    from pyspark.sql import functions as F
+
+    F.col("warm").alias("up")  # PySpark reads the debugging setting once per process
+    client = spark.sparkContext._gateway._gateway_client
+    commands: list[str] = []
+    send = client.send_command
+
+    def counted(command: str, *args, **kwargs):
+        if not command.startswith("m"):  # memory commands: Python's GC of earlier proxies
+            commands.append(command.replace("\n", " ")[:60])
+        return send(command, *args, **kwargs)
+
+    monkeypatch.setattr(client, "send_command", counted)
+    F.col("a").alias("b")
+    assert len(commands) == 4, commands
