@@ -88,7 +88,7 @@ DEFAULT_CONF = {
     # Delta reads its log with this many tasks; the default 50 is built for big tables.
     "spark.databricks.delta.snapshotPartitions": "4",
     # PySpark's DataFrame debugging sends the Python call site to the JVM around every
-    # column function: about seven extra py4j round trips each. The gold plan of the Sparkify
+    # column function: about ten extra py4j round trips each. The gold plan of the Sparkify
     # preset took 17,331 round trips with it and 7,017 without; error messages lose only the
     # Python file and line of lakeml's own expression code.
     "spark.python.sql.dataFrameDebugging.enabled": "false",
