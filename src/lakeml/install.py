@@ -5,6 +5,8 @@
 2. Build the driver's class archive (`core.class_cache`) from a small run of the event
    journey in a child process: generate a few days of events and build their features, so
    the classes a real run loads (Delta, Parquet, JSON, the SQL engine) are in it.
+3. Build the empty MLflow store that new SQLite stores are copied from
+   (`tracking.store.store_template`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ def main(argv: list[str] | None = None) -> None:
 
     _smoke(["--conf", args.conf])
     print(build_class_archive(args.conf), flush=True)
+    from lakeml.core.session import lakeml_cache_dir
+    from lakeml.tracking.store import store_template
+
+    print(f"empty MLflow store: {store_template(lakeml_cache_dir())}", flush=True)
 
 
 if __name__ == "__main__":

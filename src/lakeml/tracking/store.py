@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.client
 import os
+import sqlite3
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -43,6 +45,52 @@ def check_reachable(uri: str, timeout_seconds: float) -> None:
         ) from None
 
 
+# A new SQLite store costs MLflow 1.5-3 s: it creates its first tables and then runs every
+# schema migration since, one by one. The result is the same empty database each time for
+# one MLflow version, so lakeml keeps one, made by MLflow itself, and copies it for each new
+# store. Its experiments are removed first: MLflow adds the Default experiment when it opens
+# a store without one, with that store's own artifact folder.
+def store_template(cache_dir: Path) -> Path:
+    """An empty SQLite store with MLflow's current schema, built once per MLflow version."""
+    import mlflow
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    template = cache_dir / "mlflow" / f"empty-store-{mlflow.__version__}.db"
+    if template.is_file():
+        return template
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=template.parent) as tmp:
+        db = Path(tmp) / "store.db"
+        SqlAlchemyStore(f"sqlite:///{db}", tmp).engine.dispose()
+        con = sqlite3.connect(db)
+        try:
+            with con:
+                con.execute("DELETE FROM experiments")
+            con.execute("VACUUM")
+        finally:
+            con.close()
+        os.replace(db, template)
+    return template
+
+
+def seed_sqlite_store(db: Path, cache_dir: Path) -> bool:
+    """Give a SQLite store that does not exist yet MLflow's tables, from `store_template`.
+
+    Best effort: on any failure, or when another process created the file meanwhile, the
+    store is left as it was for MLflow to set up itself. True if this call created it."""
+    if db.exists():
+        return False
+    partial = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_bytes(store_template(cache_dir).read_bytes())
+        os.link(partial, db)  # fails if the store appeared meanwhile: never overwritten
+        return True
+    except Exception:  # noqa: BLE001 (an optimisation only: MLflow's own set-up still works)
+        return False
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def connect(settings: MlflowConfig, uri: str, artifact_location: str | None = None) -> MlflowClient:
     """Point MLflow at the store `uri` (resolved by the config: `Config.tracking_uri`), make
     sure the experiment in `settings` exists (new ones keep artifacts at `artifact_location`,
@@ -57,7 +105,11 @@ def connect(settings: MlflowConfig, uri: str, artifact_location: str | None = No
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     check_reachable(uri, settings.timeout_seconds)
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        from lakeml.core.session import lakeml_cache_dir
+
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        seed_sqlite_store(db, lakeml_cache_dir())
     exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
