@@ -9,12 +9,18 @@ from pathlib import Path
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 
-from lakeml.tracking.store import seed_sqlite_store, store_template
+from lakeml.tracking.store import seed_sqlite_store, sqlite_file, store_template
 
 
-def schema(db: Path) -> list[tuple]:
+def schema(db: Path) -> dict[tuple[str, str], list[str]]:
+    """Each table's and index's definition as its sorted lines: MLflow's own migrations
+    write a table's CHECK constraints in varying order from one build to the next."""
     with sqlite3.connect(db) as con:
-        return con.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+        found = con.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+    return {
+        (kind, name): sorted(line.strip().rstrip(",") for line in (sql or "").splitlines())
+        for kind, name, sql in found
+    }
 
 
 def rows(db: Path, table: str) -> list[tuple]:
@@ -68,3 +74,11 @@ def test_the_template_is_built_once_and_holds_no_experiment(tmp_path: Path) -> N
     assert template.stat().st_mtime_ns == built_at
     assert rows(template, "experiments") == []
     assert not (tmp_path / "cache" / "mlflow" / "mlruns").exists()
+
+
+def test_only_a_sqlite_database_file_is_seeded() -> None:
+    assert sqlite_file("sqlite:////data/mlflow/mlflow.db") == Path("/data/mlflow/mlflow.db")
+    assert sqlite_file("sqlite:///mlflow.db?timeout=30") == Path("mlflow.db")
+    assert sqlite_file("sqlite:///:memory:") is None
+    assert sqlite_file("http://127.0.0.1:5000") is None
+    assert sqlite_file("postgresql://mlflow@db/mlflow") is None

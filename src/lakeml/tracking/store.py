@@ -45,7 +45,7 @@ def check_reachable(uri: str, timeout_seconds: float) -> None:
         ) from None
 
 
-# A new SQLite store costs MLflow 1.5-3 s: it creates its first tables and then runs every
+# A new SQLite store costs MLflow 1.6-3.1 s here: it creates its first tables and then runs every
 # schema migration since, one by one. The result is the same empty database each time for
 # one MLflow version, so lakeml keeps one, made by MLflow itself, and copies it for each new
 # store. Its experiments are removed first: MLflow adds the Default experiment when it opens
@@ -71,6 +71,15 @@ def store_template(cache_dir: Path) -> Path:
             con.close()
         os.replace(db, template)
     return template
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (query options dropped); None for any other
+    URI and for an in-memory database."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
 
 
 def seed_sqlite_store(db: Path, cache_dir: Path) -> bool:
@@ -104,10 +113,10 @@ def connect(settings: MlflowConfig, uri: str, artifact_location: str | None = No
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.timeout_seconds))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     check_reachable(uri, settings.timeout_seconds)
-    if uri.startswith("sqlite:///"):
+    db = sqlite_file(uri)
+    if db is not None:
         from lakeml.core.session import lakeml_cache_dir
 
-        db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
         seed_sqlite_store(db, lakeml_cache_dir())
     exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
