@@ -8,9 +8,11 @@ STAMP := $(VENV)/.installed
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 CONF ?= conf/local.yaml
+# pytest-xdist workers for the suites (tests/conftest.py says what each worker gets).
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test slow-test lint format bench clean java browser package cluster-test fault-test dag-test
+.PHONY: help install run test slow-test long-test lint format bench clean java browser package cluster-test fault-test dag-test
 
 help: ## show this help
 	@echo "lakeml make targets:"
@@ -46,14 +48,17 @@ UNTIL ?= score
 run: $(STAMP) ## the whole journey: generate (if absent) -> features -> train -> gate -> score (UNTIL=features|train stops early)
 	$(VENV)/bin/lakeml pipeline --conf $(CONF) --until $(UNTIL)
 
-test: $(STAMP) ## the test suite: unit and end-to-end tests, in-process on one SparkSession
-	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m "not crash and not slow" --durations=30
+test: $(STAMP) ## the test suite: unit and end-to-end tests, in-process, in two workers with a SparkSession each
+	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m "not crash and not slow" -n $(TEST_WORKERS) --durations=30
 
-slow-test: $(STAMP) ## whole pipelines run twice, weeks of data apart (CI runs it after make test)
+slow-test: $(STAMP) ## whole pipelines run twice, weeks of data apart (CI: in make long-test)
 	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m slow --durations=5
 
-fault-test: $(STAMP) ## real lakeml processes killed at each point and rerun (CI runs it after make test)
+fault-test: $(STAMP) ## real lakeml processes killed at each point and rerun (CI: in make long-test)
 	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m crash --durations=10
+
+long-test: $(STAMP) ## slow-test and fault-test together, in two workers (what CI runs after make test)
+	$(VENV)/bin/pytest -q tests --ignore=tests/cluster -m "slow or crash" -n $(TEST_WORKERS) --durations=10
 
 package: $(STAMP) dist/lakeml.zip ## build dist/lakeml-<version>-py3-none-any.whl and dist/lakeml.zip (--py-files)
 	rm -f dist/lakeml-*.whl

@@ -44,7 +44,10 @@ setup(
         "httptools>=0.6",
         "uvloop>=0.19",
     ],
-    # aiohttp: the load generator of bench/serve_bench.py (installed with mlflow too).
-    extras_require={"dev": ["chispa>=0.11", "pytest>=8", "ruff>=0.6", "aiohttp>=3.9"]},
+    # aiohttp: the load generator of bench/serve_bench.py (installed with mlflow too);
+    # pytest-xdist: `make test` runs the suite in two workers.
+    extras_require={
+        "dev": ["chispa>=0.11", "pytest>=8", "pytest-xdist>=3.6", "ruff>=0.6", "aiohttp>=3.9"]
+    },
     entry_points={"console_scripts": ["lakeml=lakeml.cli:entrypoint"]},
 )
