@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,13 @@ from pyspark.sql import SparkSession
 
 from lakeml.core import class_cache, logs
 from lakeml.core.config import SparkConfig
-from lakeml.core.logs import CHATTY_PYTHON_LOGGERS, LOG4J2_PROPERTIES, quiet_python_loggers
+from lakeml.core.logs import (
+    CHATTY_PYTHON_LOGGERS,
+    INCUBATOR_WARNING,
+    LOG4J2_PROPERTIES,
+    STDERR_FILTER,
+    quiet_python_loggers,
+)
 from lakeml.core.session import (
     build_conf,
     cached_jars,
@@ -201,6 +208,35 @@ def test_chatty_python_loggers_say_only_warnings(chatty_loggers: list[logging.Lo
     assert {logger.level for logger in xgboost_loggers} == {logging.WARNING}
 
 
+def filtered(data: bytes) -> bytes:
+    """`data` through the driver's stderr filter process."""
+    command = [sys.executable, "-I", "-c", STDERR_FILTER, INCUBATOR_WARNING]
+    return subprocess.run(command, input=data, capture_output=True, check=True).stdout
+
+
+def test_the_stderr_filter_drops_the_jvms_incubator_warning_and_keeps_the_rest() -> None:
+    """A real JVM with the module option Spark's launcher gives every driver."""
+    java = subprocess.run(
+        ["java", "--add-modules=jdk.incubator.vector", "-version"], capture_output=True
+    )
+    first, rest = java.stderr.split(b"\n", 1)
+    assert first.startswith(b"WARNING: Using incubator modules: jdk.incubator.vector")
+    assert b"version" in rest
+    assert filtered(java.stderr) == rest
+
+
+def test_the_stderr_filter_passes_other_bytes_unchanged() -> None:
+    warning = b"WARNING: Using incubator modules: jdk.incubator.vector\n"
+    binary = bytes(range(256)) * 1000  # not UTF-8, newlines inside, 256,000 bytes
+    assert filtered(b"") == b""
+    assert filtered(b"no newline at the end") == b"no newline at the end"
+    assert filtered(b"a\n" + warning + binary) == b"a\n" + binary
+    # Only among the first lines: later, the same text is someone else's output.
+    late = b"".join(b"line %d\n" % i for i in range(8)) + warning
+    assert filtered(late) == late
+    assert filtered(binary) == binary
+
+
 def test_a_session_starts_without_spark_or_ivy_banners(driver_start) -> None:
     """A real driver (`python -m lakeml.core.session`): everything it prints."""
     run = driver_start.run
@@ -213,6 +249,7 @@ def test_a_session_starts_without_spark_or_ivy_banners(driver_start) -> None:
         "To adjust logging level use sc.setLogLevel",
         "NativeCodeLoader",
         "netlib",
+        "Using incubator modules",
     ):
         assert banner not in output
     if driver_start.resolved_before:

@@ -29,6 +29,42 @@ CHATTY_PYTHON_LOGGERS = (
     "SparkXGBClassifierModel",
 )
 
+# "WARNING: Using incubator modules: jdk.incubator.vector" is the JVM's own first line on
+# stderr: Spark's launcher gives every driver --add-modules=jdk.incubator.vector
+# (JavaModuleOptions, unconditionally), and Java has no option that silences the warning. A
+# driver lakeml launches itself writes its stderr through this filter, a small process that
+# drops the line from the first few and then copies everything else on, byte for byte, until
+# the JVM and its children close their stderr.
+INCUBATOR_WARNING = "WARNING: Using incubator modules:"
+STDERR_FILTER = r"""
+import os, sys
+
+def write(data):
+    while data:
+        data = data[os.write(1, data):]
+
+prefix, head = sys.argv[1].encode(), b""
+for _ in range(8):
+    while b"\n" not in head and len(head) < 65536:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            break
+        head += chunk
+    line, newline, rest = head.partition(b"\n")
+    if not newline:
+        break
+    head = rest
+    if line.startswith(prefix):
+        break
+    write(line + newline)
+while True:
+    write(head)
+    head = os.read(0, 65536)
+    if not head:
+        break
+"""
+
+
 # netlib-java (dev.ludovic.netlib, in Spark ML) loads its JNI shim, whose JNI_OnLoad dlopen()s
 # the system library below and, when that fails, prints "netlib-<lib>: JNI_OnLoad: dlopen(...)
 # failed" straight to stderr from C, past any log4j setting. Only Linux's defaults can be

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -18,7 +21,12 @@ from pyspark.sql import SparkSession
 from lakeml.core import class_cache
 from lakeml.core.config import SparkConfig
 from lakeml.core.errors import LakemlError
-from lakeml.core.logs import driver_java_options, quiet_python_loggers
+from lakeml.core.logs import (
+    INCUBATOR_WARNING,
+    STDERR_FILTER,
+    driver_java_options,
+    quiet_python_loggers,
+)
 from lakeml.core.paths import local_path
 
 # Fail fast on a Spark standalone master that is not there. Spark's standalone client
@@ -235,6 +243,41 @@ def task_slots(spark: SparkSession) -> int:
     return int(sc.maxNumConcurrentTasks(sc.resourceProfileManager().resourceProfileFromId(0)))
 
 
+# The filters of the drivers this process launched: each runs as long as its JVM.
+_stderr_filters: list[subprocess.Popen[bytes]] = []
+
+
+@contextmanager
+def driver_stderr_filtered() -> Iterator[None]:
+    """While a driver JVM is launched from here: this process's stderr (file descriptor 2,
+    which the JVM inherits) is the `STDERR_FILTER` process, which writes to the real one.
+    Nothing changes under spark-submit, with a JVM already running, or off POSIX."""
+    if under_spark_submit() or SparkContext._gateway is not None or os.name != "posix":
+        yield
+        return
+    sys.stderr.flush()
+    try:
+        stderr_filter = subprocess.Popen(
+            [sys.executable, "-I", "-c", STDERR_FILTER, INCUBATOR_WARNING],
+            stdin=subprocess.PIPE,
+            stdout=2,
+        )
+    except OSError:
+        yield
+        return
+    _stderr_filters.append(stderr_filter)
+    assert stderr_filter.stdin is not None
+    saved = os.dup(2)
+    os.dup2(stderr_filter.stdin.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        stderr_filter.stdin.close()
+
+
 def get_spark(
     cfg: SparkConfig, java_options: list[str] | None = None, input_bytes: int | None = None
 ) -> SparkSession:
@@ -256,7 +299,8 @@ def get_spark(
         builder = builder.config(key, value)
     # spark.jars.packages is resolved once per JVM, by the spark-submit that launches it.
     resolves_packages = not under_spark_submit() and SparkContext._gateway is None
-    spark = builder.getOrCreate()
+    with driver_stderr_filtered():
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
     coordinate = conf.get("spark.jars.packages")
     if resolves_packages and coordinate == delta_maven_coordinate():
