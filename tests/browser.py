@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,11 +96,31 @@ def open_page(
     """Load `target` (a file path or an http(s)/file URL) in headless Chromium, wait for its
     load event, then until the JavaScript expression `wait_for` is truthy (at most
     `timeout_s`), then `wait_ms` more; screenshot it to `screenshot` and return the Page."""
-    url = _as_url(target)
+    with chromium() as open_tab:
+        return open_tab(target, screenshot, width, height, wait_ms, wait_for, timeout_s)
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Callable[..., Page]]:
+    """One Chromium for several pages: yields `open_page` without the start-up, each page in a
+    new tab of the same profile (so a second page of a site may come from the cache)."""
     binary = ensure_chromium()
     profile = tempfile.TemporaryDirectory(prefix="lakeml-chromium-")
     with profile, _Browser(binary, Path(profile.name)) as browser:
-        return browser.visit(url, screenshot, width, height, wait_ms, wait_for, timeout_s)
+
+        def open_tab(
+            target: str | Path,
+            screenshot: Path,
+            width: int = 1280,
+            height: int = 2000,
+            wait_ms: int = 500,
+            wait_for: str | None = None,
+            timeout_s: float = 30.0,
+        ) -> Page:
+            url = _as_url(target)
+            return browser.visit(url, screenshot, width, height, wait_ms, wait_for, timeout_s)
+
+        yield open_tab
 
 
 def _as_url(target: str | Path) -> str:

@@ -22,7 +22,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 FIRST_DAYS = 28
 ALL_DAYS = 35  # one more week, so the weekly snapshot series keeps its anchor
 
-pytestmark = [pytest.mark.e2e, pytest.mark.codegen]
+pytestmark = [pytest.mark.e2e]
 
 
 def config(root: Path) -> Config:

@@ -27,7 +27,7 @@ from lakeml.core.report import Report
 from lakeml.pipeline import run_pipeline
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "purchases.yaml"
-pytestmark = [pytest.mark.e2e, pytest.mark.codegen]
+pytestmark = [pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,7 @@ def journey(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tu
             f"storage.root={root}",
             "generate.users=400",
             "generate.days=126",
-            "train.models=[{type: logistic_regression, grid: {regParam: [0.01]}}, "
-            "{type: xgboost, grid: {max_depth: [3], n_estimators: [60]}}]",
+            "train.models=[{type: logistic_regression, grid: {regParam: [0.01]}}]",
             "train.baseline.enabled=false",
         ],
     )

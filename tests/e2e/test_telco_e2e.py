@@ -47,7 +47,7 @@ MODELS = (
 )
 ONE_MODEL = "train.models=[{type: logistic_regression, grid: {regParam: [0.01]}}]"
 
-pytestmark = [pytest.mark.e2e, pytest.mark.codegen]
+pytestmark = [pytest.mark.e2e]
 
 
 def telco_csv(path: Path, signal: bool = True) -> None:

@@ -249,7 +249,7 @@ def test_the_report_prints_to_pdf(reported, tmp_path) -> None:
 
 
 def test_mlflow_ui_shows_lakemls_runs_and_model_descriptions(xgboost_lake, tmp_path) -> None:
-    from browser import open_page
+    from browser import chromium
     from mlflow_server import mlflow_server
 
     from lakeml.registry.register import MODEL_DESCRIPTION
@@ -261,7 +261,10 @@ def test_mlflow_ui_shows_lakemls_runs_and_model_descriptions(xgboost_lake, tmp_p
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     name = cfg.mlflow.registered_model
     mv = client.get_model_version_by_alias(name, "champion")
-    with mlflow_server(cfg.tracking_uri, cfg.artifact_location, tmp_path) as server:
+    with (
+        mlflow_server(cfg.tracking_uri, cfg.artifact_location, tmp_path) as server,
+        chromium() as open_page,
+    ):
         runs = open_page(
             experiment_url(server, experiment.experiment_id),
             tmp_path / "runs.png",

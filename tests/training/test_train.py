@@ -24,7 +24,6 @@ from lakeml.training.trainset import load_training_set
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 USERS, SNAPSHOTS = 80, 6
-pytestmark = pytest.mark.codegen
 # Small grids: the tests are about the plumbing, not the models.
 MODELS = (
     "train.models=[{type: logistic_regression, grid: {regParam: [0.01, 0.1], maxIter: [20]}},"

@@ -100,6 +100,13 @@ DEFAULT_CONF = {
     # preset took 17,331 round trips with it and 7,017 without; error messages lose only the
     # Python file and line of lakeml's own expression code.
     "spark.python.sql.dataFrameDebugging.enabled": "false",
+    # The optimizer's constraint propagation grows with every alias of a column that a
+    # predicate names, and silver's judged events alias each parsed field several times:
+    # planning the de-duplication of two judged Sparkify lines took 8.7-10 s in the rule
+    # PruneFilters alone (0.65 s for the whole optimizer without it), and a second such
+    # plan ran the driver out of its 1 GB heap. What it infers (IS NOT NULL filters for
+    # joins) lakeml's plans do not need.
+    "spark.sql.constraintPropagation.enabled": "false",
 }
 
 
