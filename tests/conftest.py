@@ -42,8 +42,12 @@ COMPILED = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMo
 # them whole modules. The modules that use a lake built once per session (`lake`,
 # `xgboost_lake`) go to one worker together, so that each lake is built once; the big
 # end-to-end modules start first, so that no worker is left alone with one at the end.
-SHARED_LAKES = {"lake", "xgboost_lake"}
 SESSION_LAKES = "session lakes"
+DRIVER_START = "driver start"
+# A fixture built once per session -> the work unit of every module that uses it.
+SHARED = {"lake": SESSION_LAKES, "xgboost_lake": SESSION_LAKES, "driver_start": DRIVER_START}
+# The real driver start (tests/core/conftest.py) is read by these modules.
+DRIVER_MODULES = {"tests/core/test_class_cache.py", "tests/core/test_session.py"}
 LAKE_MODULES = {
     "tests/monitoring/test_monitor.py",
     "tests/monitoring/test_performance.py",
@@ -64,25 +68,33 @@ BIG_FIRST = [
     "tests/features/test_gold.py",
     "tests/features/test_gold_runs.py",
     "tests/core/test_concurrent_writes.py",
+    DRIVER_START,
 ]
 
 
 def work_unit(nodeid: str) -> str:
-    """What one xdist worker runs as a whole: a test's module, or all the lakes' modules."""
+    """What one xdist worker runs as a whole: a test's module, or all the modules that share
+    a fixture built once per session."""
     module = nodeid.split("::")[0]
-    return SESSION_LAKES if module in LAKE_MODULES else module
+    if module in LAKE_MODULES:
+        return SESSION_LAKES
+    return DRIVER_START if module in DRIVER_MODULES else module
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The big work units first, each module keeping its own order; a module that uses a
-    session lake must be listed in LAKE_MODULES, or a second worker would build it again."""
+    shared session fixture must be in its unit's list, or a second worker would build it
+    again."""
     unlisted = {
-        item.nodeid.split("::")[0]
+        (item.nodeid.split("::")[0], SHARED[name])
         for item in items
-        if SHARED_LAKES & set(item.fixturenames) and work_unit(item.nodeid) != SESSION_LAKES
+        for name in SHARED.keys() & set(item.fixturenames)
+        if work_unit(item.nodeid) != SHARED[name]
     }
     if unlisted:
-        raise pytest.UsageError(f"add to LAKE_MODULES in tests/conftest.py: {sorted(unlisted)}")
+        lists = {SESSION_LAKES: "LAKE_MODULES", DRIVER_START: "DRIVER_MODULES"}
+        where = sorted(f"{module} (to {lists[unit]})" for module, unit in unlisted)
+        raise pytest.UsageError(f"add to tests/conftest.py: {', '.join(where)}")
     rank = {unit: i for i, unit in enumerate(BIG_FIRST)}
     items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))
 
