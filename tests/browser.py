@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,20 +85,13 @@ def is_blank(png: Path, tolerance: int = 8) -> bool:
     return all(high - low <= tolerance for low, high in extrema)
 
 
-def open_page(
-    target: str | Path,
-    screenshot: Path,
-    width: int = 1280,
-    height: int = 2000,
-    wait_ms: int = 500,
-    wait_for: str | None = None,
-    timeout_s: float = 30.0,
-) -> Page:
+def open_page(target: str | Path, screenshot: Path, **options: Any) -> Page:
     """Load `target` (a file path or an http(s)/file URL) in headless Chromium, wait for its
     load event, then until the JavaScript expression `wait_for` is truthy (at most
-    `timeout_s`), then `wait_ms` more; screenshot it to `screenshot` and return the Page."""
+    `timeout_s`), then `wait_ms` more; screenshot it to `screenshot` and return the Page
+    (options: `_Browser.visit`'s)."""
     with chromium() as open_tab:
-        return open_tab(target, screenshot, width, height, wait_ms, wait_for, timeout_s)
+        return open_tab(target, screenshot, **options)
 
 
 @contextlib.contextmanager
@@ -107,20 +101,7 @@ def chromium() -> Iterator[Callable[..., Page]]:
     binary = ensure_chromium()
     profile = tempfile.TemporaryDirectory(prefix="lakeml-chromium-")
     with profile, _Browser(binary, Path(profile.name)) as browser:
-
-        def open_tab(
-            target: str | Path,
-            screenshot: Path,
-            width: int = 1280,
-            height: int = 2000,
-            wait_ms: int = 500,
-            wait_for: str | None = None,
-            timeout_s: float = 30.0,
-        ) -> Page:
-            url = _as_url(target)
-            return browser.visit(url, screenshot, width, height, wait_ms, wait_for, timeout_s)
-
-        yield open_tab
+        yield browser.visit
 
 
 def _as_url(target: str | Path) -> str:
@@ -204,14 +185,15 @@ class _Browser:
 
     def visit(
         self,
-        url: str,
+        target: str | Path,
         screenshot: Path,
-        width: int,
-        height: int,
-        wait_ms: int,
-        wait_for: str | None,
-        timeout_s: float,
+        width: int = 1280,
+        height: int = 2000,
+        wait_ms: int = 500,
+        wait_for: str | None = None,
+        timeout_s: float = 30.0,
     ) -> Page:
+        url = _as_url(target)
         deadline = time.monotonic() + timeout_s
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         page = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})
