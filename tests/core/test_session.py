@@ -354,3 +354,27 @@ def test_a_column_expression_costs_no_call_site_round_trips(
     monkeypatch.setattr(client, "send_command", counted)
     F.col("a").alias("b")
     assert len(commands) == 4, commands
+
+
+def test_constraint_propagation_is_off_unless_the_user_turns_it_on(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    key = "spark.sql.constraintPropagation.enabled"
+    assert build_conf(SparkConfig(master="local[*]"), cache_dir=tmp_path)[key] == "false"
+    on = build_conf(SparkConfig(master="local[*]", conf={key: "true"}), cache_dir=tmp_path)
+    assert on[key] == "true"
+
+    def join_plan() -> str:  # an inner join on a nullable key
+        left = spark.range(3).selectExpr("NULLIF(id, 1) AS k", "id AS v")
+        right = spark.range(3).selectExpr("NULLIF(id, 2) AS k", "id AS w")
+        return left.join(right, "k")._jdf.queryExecution().optimizedPlan().toString()
+
+    # The suite's session came from lakeml's factory: the join's key gets no inferred
+    # filter. The control: with it on, Spark infers one on each side (the key is not null,
+    # pushed through NULLIF to `NOT (id = 1)` and `NOT (id = 2)`).
+    assert spark.conf.get(key) == "false" and "Filter" not in join_plan()
+    spark.conf.set(key, "true")
+    try:
+        assert join_plan().count("Filter NOT (id#") == 2
+    finally:
+        spark.conf.set(key, "false")
