@@ -72,13 +72,15 @@ BIG_FIRST = [
 ]
 
 
+# Each shared unit's modules, by the name of the list above that holds them.
+UNIT_LISTS = {SESSION_LAKES: "LAKE_MODULES", DRIVER_START: "DRIVER_MODULES"}
+
+
 def work_unit(nodeid: str) -> str:
     """What one xdist worker runs as a whole: a test's module, or all the modules that share
     a fixture built once per session."""
     module = nodeid.split("::")[0]
-    if module in LAKE_MODULES:
-        return SESSION_LAKES
-    return DRIVER_START if module in DRIVER_MODULES else module
+    return next((u for u, lst in UNIT_LISTS.items() if module in globals()[lst]), module)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -92,8 +94,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if work_unit(item.nodeid) != SHARED[name]
     }
     if unlisted:
-        lists = {SESSION_LAKES: "LAKE_MODULES", DRIVER_START: "DRIVER_MODULES"}
-        where = sorted(f"{module} (to {lists[unit]})" for module, unit in unlisted)
+        where = sorted(f"{module} (to {UNIT_LISTS[unit]})" for module, unit in unlisted)
         raise pytest.UsageError(f"add to tests/conftest.py: {', '.join(where)}")
     rank = {unit: i for i, unit in enumerate(BIG_FIRST)}
     items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))
