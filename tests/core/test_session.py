@@ -378,3 +378,34 @@ def test_constraint_propagation_is_off_unless_the_user_turns_it_on(
         assert join_plan().count("Filter NOT (id#") == 2
     finally:
         spark.conf.set(key, "false")
+
+
+def _cached_bytes(spark: SparkSession, rows: int) -> int:
+    """The memory a cached DataFrame of `rows` equal 100-character strings takes."""
+    df = spark.range(rows).selectExpr("repeat('a', 100) AS s").persist()
+    try:
+        df.count()
+        infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
+        return sum(info.memSize() for info in infos)
+    finally:
+        df.unpersist(blocking=True)
+
+
+def test_cached_rows_are_kept_uncompressed_unless_the_user_says_otherwise(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    key = "spark.sql.inMemoryColumnarStorage.compressed"
+    assert build_conf(SparkConfig(master="local[*]"), cache_dir=tmp_path)[key] == "false"
+    on = build_conf(SparkConfig(master="local[*]", conf={key: "true"}), cache_dir=tmp_path)
+    assert on[key] == "true"
+    # The suite's session came from lakeml's factory: 20,000 strings of 100 bytes are kept
+    # as they are (at least 2 MB). The control: compressed, one dictionary entry per batch
+    # and its codes, well under a tenth of that.
+    assert spark.conf.get(key) == "false"
+    plain = _cached_bytes(spark, 20_000)
+    assert plain >= 20_000 * 100
+    spark.conf.set(key, "true")
+    try:
+        assert _cached_bytes(spark, 20_000) < plain / 10
+    finally:
+        spark.conf.set(key, "false")

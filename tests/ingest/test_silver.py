@@ -171,8 +171,9 @@ def test_time_rules_follow_the_source_config(spark: SparkSession) -> None:
 
 
 def test_valid_line_becomes_the_exact_silver_row(spark: SparkSession) -> None:
-    # The canonical form hashed for event_id: typed fields in EVENT_FIELDS order (the double
-    # registration prints as 1.538173362E12), whatever the raw line's key order.
+    # The canonical form the SHA-256 scheme hashes for event_id (tables created before the
+    # default scheme): typed fields in name order (the double registration prints as
+    # 1.538173362E12), whatever the raw line's key order.
     canonical = (
         '{"artist":"Martha Tilston","auth":"Logged In","firstName":"Colin","gender":"M",'
         '"itemInSession":50,"lastName":"Freeman","length":277.89016,"level":"paid",'
@@ -212,7 +213,7 @@ def test_valid_line_becomes_the_exact_silver_row(spark: SparkSession) -> None:
         SILVER_SCHEMA,
     )
 
-    actual = rules.judge(bronze_rows(spark, line()), SOURCE).select(*COLUMNS)
+    actual = rules.judge(bronze_rows(spark, line()), SOURCE, rules.SHA256_JSON).select(*COLUMNS)
 
     assert sorted(actual.columns) == sorted(SILVER_SCHEMA.fieldNames())
     assert_df_equality(actual.select(*SILVER_SCHEMA.fieldNames()), expected, ignore_nullable=True)
@@ -286,6 +287,32 @@ def test_exact_duplicates_share_an_event_id_and_enter_silver_once(spark: SparkSe
     assert_df_equality(
         unique.select("ts", "source_file"), expected, ignore_row_order=True, ignore_nullable=True
     )
+
+
+def test_default_event_ids_are_32_hex_digits_and_tell_every_changed_field_apart(
+    spark: SparkSession,
+) -> None:
+    # Colin's event, each field changed in turn, and two events that hold the same values
+    # in other fields: the artist's name as the song with no artist, and the other way.
+    variants = {
+        "colin": line(),
+        **{f"changed {k}": line(**{k: v}) for k, v in [
+            ("ts", 1538352117001), ("sessionId", 30), ("length", 277.89017), ("song", "Rockpool"),
+            ("level", "free"), ("registration", 1538173362001),
+        ]},
+        "artist as song": line(artist=None, song="Martha Tilston"),
+        "song as artist": line(artist="Martha Tilston", song=None),
+    }  # fmt: skip
+    judged = rules.judge(bronze_rows(spark, *variants.values()), SOURCE)
+    ids = {r["value"]: r["event_id"] for r in judged.select("value", "event_id").collect()}
+    by_name = {name: ids[value] for name, value in variants.items()}
+
+    assert all(len(i) == 32 and set(i) <= set("0123456789abcdef") for i in by_name.values())
+    assert len(set(by_name.values())) == len(variants)  # every event its own id
+    # The control: Spark's hash of the values alone skips nulls, so those two would collide.
+    plain = judged.select(F.xxhash64(*[F.col("artist"), F.col("song")]).alias("h"), "value")
+    pair = plain.where(F.col("value").isin(variants["artist as song"], variants["song as artist"]))
+    assert pair.select("h").distinct().count() == 1
 
 
 def test_events_already_in_silver_are_dropped(spark: SparkSession) -> None:
@@ -562,3 +589,36 @@ def test_events_out_of_time_are_quarantined_and_counts_still_reconcile(
     )
     kept = sorted(r["event_date"] for r in lake.table("silver").collect())
     assert kept == [date(2017, 12, 1), date(2018, 10, 1)]
+
+
+def test_a_silver_table_keeps_the_event_id_scheme_it_was_created_with(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # A new table: ids of the default scheme, named in silver's commit.
+    (tmp_path / "fresh").mkdir(), (tmp_path / "old").mkdir()
+    fresh = Lake(spark, tmp_path / "fresh")
+    write_lines(fresh.raw / "2018-10-01-events.json", line())
+    fresh.run()
+    marker = storage.commit_metadata(spark, fresh.paths["silver"], silver.MARKER_KEY)
+    assert marker[silver.ID_SCHEME] == rules.XXHASH64_X2
+    assert [len(r[0]) for r in fresh.table("silver").select("event_id").collect()] == [32]
+
+    # A table written before schemes were named: SHA-256 ids, a marker without the name.
+    old = Lake(spark, tmp_path / "old")
+    write_lines(old.raw / "2018-10-01-events.json", line())
+    bronze.ingest(spark, str(old.raw), old.paths["bronze"], EVENTS)
+    until = old.table("bronze").agg(F.max(F.unix_micros("ingested_at"))).first()[0]
+    judged = rules.judge(old.table("bronze"), SOURCE, rules.SHA256_JSON).select(*COLUMNS)
+    marker = {silver.MARKER_KEY: {"bronze_until_us": until, "bronze_version": 0}}
+    storage.append(judged, old.paths["silver"], silver.PARTITION_COLUMNS, marker)
+    assert len(old.table("silver").first()["event_id"]) == 64
+
+    # Colin's event sent again with a new one: the old scheme still finds him in silver.
+    write_lines(old.raw / "2018-10-02-events.json", line(), line(ts=1538352120000))
+    _, s = old.run()
+
+    assert (s.silver_inserted, s.duplicates_removed) == (1, 1)
+    ids = [r[0] for r in old.table("silver").select("event_id").collect()]
+    assert sorted(map(len, ids)) == [64, 64] and len(set(ids)) == 2
+    marker = storage.commit_metadata(spark, old.paths["silver"], silver.MARKER_KEY)
+    assert marker[silver.ID_SCHEME] == rules.SHA256_JSON

@@ -21,7 +21,7 @@ from lakeml.core import storage
 from lakeml.core.config import SourceConfig
 from lakeml.core.errors import LakemlError
 from lakeml.core.storage import NO_STATS
-from lakeml.ingest.rules import classify, silver_columns
+from lakeml.ingest.rules import SHA256_JSON, XXHASH64_X2, classify, silver_columns
 
 QUARANTINE_SCHEMA = T.StructType(
     [
@@ -63,11 +63,13 @@ def drop_duplicate_events(
 
 
 # userMetadata key of silver and quarantine commits: {"bronze_until_us": the latest bronze
-# ingested_at taken in (epoch µs), "bronze_version": the bronze version read for it}; in
-# silver's, also NEW_SINCE: the earliest event_date the commit can add (ISO; null: none),
+# ingested_at taken in (epoch µs), "bronze_version": the bronze version read for it,
+# ID_SCHEME: how the batch's event_ids were computed (`ingest.rules`)}; in silver's, also
+# NEW_SINCE: the earliest event_date the commit can add (ISO; null: none),
 # from which gold derives the snapshots to recompute (features.lineage).
 MARKER_KEY = "lakeml_silver"
 NEW_SINCE = "min_event_date"
+ID_SCHEME = "event_id"
 Marker = dict[str, dict[str, Any]]
 
 
@@ -203,16 +205,24 @@ def update(
     if done.get("bronze_version") == bronze_version:
         return SilverResult(0, 0, 0, 0, {}, None)  # bronze unchanged since the last batch
     silver_until = done.get("bronze_until_us")
+    # A table keeps its first scheme, so a re-sent event always meets its earlier id.
+    scheme = done.get(ID_SCHEME, SHA256_JSON) if done else XXHASH64_X2
     bronze = storage.read(spark, bronze_path)
     if silver_until is not None:
         bronze = bronze.where(F.col("ingested_at") > F.timestamp_micros(F.lit(silver_until)))
-    classified = classify(bronze, source).persist()
+    classified = classify(bronze, source, scheme).persist()
     try:
         per_rule = _count_by_rule(classified)
         if not per_rule:
             return SilverResult(0, 0, 0, 0, {}, None)
         until = max(r["until"] for r in per_rule)
-        marker = {MARKER_KEY: {"bronze_until_us": until, "bronze_version": bronze_version}}
+        marker = {
+            MARKER_KEY: {
+                "bronze_until_us": until,
+                "bronze_version": bronze_version,
+                ID_SCHEME: scheme,
+            }
+        }
         # Should a cached block be recomputed, bronze may have grown: keep to this batch.
         batch = classified.where(F.col("ingested_at") <= F.timestamp_micros(F.lit(until)))
         rejected = [r for r in per_rule if r["rule"] is not None]
