@@ -356,13 +356,18 @@ def test_a_column_expression_costs_no_call_site_round_trips(
     assert len(commands) == 4, commands
 
 
+def assert_off_unless_the_user_turns_it_on(key: str, tmp_path: Path) -> None:
+    """lakeml's session settings turn `key` off; a user's `spark.conf` turns it back on."""
+    assert build_conf(SparkConfig(master="local[*]"), cache_dir=tmp_path)[key] == "false"
+    on = build_conf(SparkConfig(master="local[*]", conf={key: "true"}), cache_dir=tmp_path)
+    assert on[key] == "true"
+
+
 def test_constraint_propagation_is_off_unless_the_user_turns_it_on(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     key = "spark.sql.constraintPropagation.enabled"
-    assert build_conf(SparkConfig(master="local[*]"), cache_dir=tmp_path)[key] == "false"
-    on = build_conf(SparkConfig(master="local[*]", conf={key: "true"}), cache_dir=tmp_path)
-    assert on[key] == "true"
+    assert_off_unless_the_user_turns_it_on(key, tmp_path)
 
     def join_plan() -> str:  # an inner join on a nullable key
         left = spark.range(3).selectExpr("NULLIF(id, 1) AS k", "id AS v")
@@ -395,9 +400,7 @@ def test_cached_rows_are_kept_uncompressed_unless_the_user_says_otherwise(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     key = "spark.sql.inMemoryColumnarStorage.compressed"
-    assert build_conf(SparkConfig(master="local[*]"), cache_dir=tmp_path)[key] == "false"
-    on = build_conf(SparkConfig(master="local[*]", conf={key: "true"}), cache_dir=tmp_path)
-    assert on[key] == "true"
+    assert_off_unless_the_user_turns_it_on(key, tmp_path)
     # The suite's session came from lakeml's factory: 20,000 strings of 100 bytes are kept
     # as they are (at least 2 MB). The control: compressed, one dictionary entry per batch
     # and its codes, well under a tenth of that.
