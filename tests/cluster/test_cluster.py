@@ -3,12 +3,13 @@
 One small run (120 users, 35 days, logistic regression and xgboost) goes through
 spark-submit to a master with two 1-core workers, tracking to an `mlflow server` over HTTP.
 At the same time the same config and the same packaged code run in local mode, up to
-training, with the embedded SQLite store. The generated input and the gold tables must be identical; the
-champion's test metrics must agree within a tolerance. The training rows reach the learners
-in the same partitions in both modes (hashed by entity and snapshot into one partition per
-core: two here), and on 2026-12-03 every model's test metrics agreed to 4 decimals; but
-executors combine partial results in the order they finish, so floating-point sums, and
-with them a close choice between models, may differ slightly while the features cannot.
+training, with the embedded SQLite store. The generated input and the gold tables must be
+identical; the champion's test metrics must agree within a tolerance. The training rows
+reach the learners in the same partitions in both modes (hashed by entity and snapshot into
+one partition per core: two here), and on 2026-12-03 every model's test metrics agreed to 4
+decimals; but executors combine partial results in the order they finish, so floating-point
+sums, and with them a close choice between models, may differ slightly while the features
+cannot.
 """
 
 from __future__ import annotations

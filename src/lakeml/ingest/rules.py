@@ -165,8 +165,9 @@ def event_id(spec: EventSourceSpec, scheme: str = XXHASH64_X2) -> Column:
 
     XXHASH64_X2 hashes the typed values themselves, twice with different seeds (128 bits):
     silver took 103-105 s on 10x the default sample (4.8M lines) with it, 113-117 s with
-    SHA256_JSON, which writes each record out as JSON first. Spark's hashes skip a null value, so the fields'
-    null flags are hashed first: (null, "x") and ("x", null) get different ids.
+    SHA256_JSON, which writes each record out as JSON first. Spark's hashes skip a null
+    value, so the fields' null flags are hashed first: (null, "x") and ("x", null) get
+    different ids.
     """
     wanted = set(spec.duplicate_columns)
     chosen = sorted(f.name for f in spec.fields if not wanted or f.out in wanted)
