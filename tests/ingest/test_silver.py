@@ -622,3 +622,13 @@ def test_a_silver_table_keeps_the_event_id_scheme_it_was_created_with(
     assert sorted(map(len, ids)) == [64, 64] and len(set(ids)) == 2
     marker = storage.commit_metadata(spark, old.paths["silver"], silver.MARKER_KEY)
     assert marker[silver.ID_SCHEME] == rules.SHA256_JSON
+
+    # A scheme this lakeml does not know (a newer one's table): an error, nothing written.
+    unknown = {silver.MARKER_KEY: {**marker, silver.ID_SCHEME: "blake3"}}
+    nothing = judged.limit(0)  # a commit with the marker alone
+    storage.append_once(nothing, old.paths["silver"], "test", 1, silver.PARTITION_COLUMNS, unknown)
+    write_lines(old.raw / "2018-10-03-events.json", line(ts=1538352130000))
+    versions = old.versions()
+    with pytest.raises(LakemlError, match="scheme 'blake3', which this lakeml does not know"):
+        old.run()
+    assert old.versions()["silver"] == versions["silver"]

@@ -21,7 +21,13 @@ from lakeml.core import storage
 from lakeml.core.config import SourceConfig
 from lakeml.core.errors import LakemlError
 from lakeml.core.storage import NO_STATS
-from lakeml.ingest.rules import SHA256_JSON, XXHASH64_X2, classify, silver_columns
+from lakeml.ingest.rules import (
+    EVENT_ID_SCHEMES,
+    SHA256_JSON,
+    XXHASH64_X2,
+    classify,
+    silver_columns,
+)
 
 QUARANTINE_SCHEMA = T.StructType(
     [
@@ -207,6 +213,12 @@ def update(
     silver_until = done.get("bronze_until_us")
     # A table keeps its first scheme, so a re-sent event always meets its earlier id.
     scheme = done.get(ID_SCHEME, SHA256_JSON) if done else XXHASH64_X2
+    if scheme not in EVENT_ID_SCHEMES:
+        raise LakemlError(
+            f"silver at {silver_path!r} holds event ids of the scheme {scheme!r}, which this "
+            f"lakeml does not know (it knows {', '.join(EVENT_ID_SCHEMES)}); run the lakeml "
+            "version that wrote the table, or a newer one"
+        )
     bronze = storage.read(spark, bronze_path)
     if silver_until is not None:
         bronze = bronze.where(F.col("ingested_at") > F.timestamp_micros(F.lit(silver_until)))
