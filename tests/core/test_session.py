@@ -386,12 +386,17 @@ def test_constraint_propagation_is_off_unless_the_user_turns_it_on(
 
 
 def _cached_bytes(spark: SparkSession, rows: int) -> int:
-    """The memory a cached DataFrame of `rows` equal 100-character strings takes."""
+    """The memory a cached DataFrame of `rows` equal 100-character strings takes (what the
+    session's caches grew by, so that another module's cache in this worker does not count)."""
+
+    def in_memory() -> int:
+        return sum(i.memSize() for i in spark.sparkContext._jsc.sc().getRDDStorageInfo())
+
+    before = in_memory()
     df = spark.range(rows).selectExpr("repeat('a', 100) AS s").persist()
     try:
         df.count()
-        infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
-        return sum(info.memSize() for info in infos)
+        return in_memory() - before
     finally:
         df.unpersist(blocking=True)
 
