@@ -541,8 +541,9 @@ def test_tables_written_before_markers_resume_after_their_newest_row(
     lake = Lake(spark, tmp_path)
     write_lines(lake.raw / "2018-10-01-events.json", line(), "garbage")
     bronze.ingest(spark, str(lake.raw), lake.paths["bronze"], EVENTS)
-    # Silver and quarantine as an older lakeml wrote them: the same rows, no commit marker.
-    staged = rules.classify(lake.table("bronze"), SOURCE)
+    # Silver and quarantine as an older lakeml wrote them: the same rows, SHA-256 event ids,
+    # no commit marker.
+    staged = rules.classify(lake.table("bronze"), SOURCE, rules.SHA256_JSON)
     valid = staged.where(F.col("rule").isNull()).select(*COLUMNS)
     storage.append(valid, lake.paths["silver"], silver.PARTITION_COLUMNS)
     rejected = silver.to_quarantine(staged.where(F.col("rule").isNotNull()))
