@@ -265,7 +265,10 @@ def test_state_is_the_text_after_the_last_comma(spark: SparkSession) -> None:
     assert_column_equality(df, "state", "expected")
 
 
-def test_exact_duplicates_share_an_event_id_and_enter_silver_once(spark: SparkSession) -> None:
+@pytest.mark.parametrize("ranked", ["every row", "repeated ids only"])
+def test_exact_duplicates_share_an_event_id_and_enter_silver_once(
+    spark: SparkSession, ranked: str
+) -> None:
     colin = line()
     # The same event with other key order, spacing and number spelling.
     colin_again = json.dumps(dict(reversed(list(EVENT.items()))), indent=1).replace(
@@ -277,7 +280,12 @@ def test_exact_duplicates_share_an_event_id_and_enter_silver_once(spark: SparkSe
     events = rules.judge(df, SOURCE).select(*COLUMNS)
     assert events.select("event_id").distinct().count() == 2  # 3 lines, 2 events
 
-    unique = silver.drop_duplicate_events(events, COLUMNS)
+    repeated = silver.repeated_ids(events) if ranked == "repeated ids only" else None
+    if repeated is not None:  # Colin's event only, by the id his two lines share
+        colin_id = events.where(F.col("source_file") == "a.json").select(*silver.ID_KEY)
+        assert_df_equality(repeated, colin_id, ignore_nullable=True)
+
+    unique = silver.drop_duplicate_events(events, COLUMNS, repeated=repeated)
 
     # Colin's event once (from a.json: same ingest time, first file name), the later one once.
     expected = spark.createDataFrame(
@@ -315,12 +323,14 @@ def test_default_event_ids_are_32_hex_digits_and_tell_every_changed_field_apart(
     assert pair.select("h").distinct().count() == 1
 
 
-def test_events_already_in_silver_are_dropped(spark: SparkSession) -> None:
-    df = bronze_rows(spark, line(), line(ts=1538352120000, itemInSession=51))
+@pytest.mark.parametrize("ranked", ["every row", "repeated ids only"])
+def test_events_already_in_silver_are_dropped(spark: SparkSession, ranked: str) -> None:
+    df = bronze_rows(spark, line(), line(ts=1538352120000, itemInSession=51), line())
     events = rules.judge(df, SOURCE).select(*COLUMNS)
     already_in_silver = events.where(F.col("item_in_session") == 50)
+    repeated = silver.repeated_ids(events) if ranked == "repeated ids only" else None
 
-    fresh = silver.drop_duplicate_events(events, COLUMNS, already_in_silver)
+    fresh = silver.drop_duplicate_events(events, COLUMNS, already_in_silver, repeated)
 
     assert [r["item_in_session"] for r in fresh.collect()] == [51]
 
@@ -490,6 +500,30 @@ def test_a_batch_of_only_duplicates_is_counted_once(spark: SparkSession, tmp_pat
     assert lake.versions()["silver"] == 1
     assert lake.update() == NOTHING_NEW
     assert lake.versions()["silver"] == 1
+
+
+@pytest.mark.parametrize("limit", [silver.BROADCAST_REPEATS, 0])
+def test_a_batch_ranks_only_its_repeated_ids_unless_they_are_too_many_to_broadcast(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    monkeypatch.setattr(silver, "BROADCAST_REPEATS", limit)
+    passed: list[bool] = []
+    rank = silver.drop_duplicate_events
+
+    def spy(*args: object) -> DataFrame:
+        passed.append(args[3] is not None)
+        return rank(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(silver, "drop_duplicate_events", spy)
+    lake = Lake(spark, tmp_path)
+    write_lines(lake.raw / "2018-10-01-events.json", line(), line(itemInSession=51), line())
+
+    _, s = lake.run()
+
+    assert passed == [limit > 0]  # 1 repeated id: broadcast unless the limit is 0
+    assert s == silver.SilverResult(3, 2, 0, 1, {}, date(2018, 10, 1))
+    items = sorted(r[0] for r in lake.table("silver").select("item_in_session").collect())
+    assert items == [50, 51]
 
 
 def test_a_crash_between_the_quarantine_and_silver_writes_loses_and_repeats_nothing(

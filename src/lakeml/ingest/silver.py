@@ -39,6 +39,10 @@ QUARANTINE_SCHEMA = T.StructType(
     ]
 )
 PARTITION_COLUMNS = ["event_date"]
+ID_KEY = ["event_date", "event_id"]  # an event_id fixes its event_date
+# A batch whose repeated event ids are at most this many ranks only their rows (the ids are
+# broadcast, about 100 bytes each); a batch with more ranks all of its rows.
+BROADCAST_REPEATS = 500_000
 
 
 def to_quarantine(rejected: DataFrame) -> DataFrame:
@@ -47,24 +51,41 @@ def to_quarantine(rejected: DataFrame) -> DataFrame:
     return rejected.select("value", "source_file", "ingested_at", "rule", stamped)
 
 
+def repeated_ids(events: DataFrame) -> DataFrame:
+    """The (event_date, event_id) keys that occur more than once in `events`."""
+    counts = events.groupBy(*ID_KEY).agg(F.count(F.lit(1)).alias("_copies"))
+    return counts.where(F.col("_copies") > 1).select(*ID_KEY)
+
+
 def drop_duplicate_events(
-    events: DataFrame, columns: list[str], existing_ids: DataFrame | None = None
+    events: DataFrame,
+    columns: list[str],
+    existing_ids: DataFrame | None = None,
+    repeated: DataFrame | None = None,
 ) -> DataFrame:
     """Keep one row per `event_id` (the earliest ingested) and drop ids already in
     `existing_ids` (event_date and event_id of silver), so an event enters silver once.
 
-    An event_id fixes its event_date, so the work is clustered by event_date alone: the
-    same shuffle then serves the de-duplication, the anti join and the partitioned write.
+    `repeated`: `repeated_ids(events)`, when it is small enough to broadcast. Then only the
+    rows of those ids are ranked, and the others (nearly all of a batch) pass through
+    without a shuffle. Without it every row is ranked, clustered by event_date (an event_id
+    fixes its event_date): one shuffle serves the ranking, the anti join and the write.
     """
-    by_day = events.repartition(*PARTITION_COLUMNS)
-    earliest_first = Window.partitionBy("event_date", "event_id").orderBy(
-        "ingested_at", "source_file"
-    )
-    ranked = by_day.select("*", F.row_number().over(earliest_first).alias("_rank"))
-    unique = ranked.where(F.col("_rank") == 1)
+    earliest_first = Window.partitionBy(*ID_KEY).orderBy("ingested_at", "source_file")
+    if repeated is None:
+        ranked = events.repartition(*PARTITION_COLUMNS)
+        ranked = ranked.select("*", F.row_number().over(earliest_first).alias("_rank"))
+        unique = ranked.where(F.col("_rank") == 1).select(*columns)
+    else:
+        flag = repeated.select(*ID_KEY, F.lit(True).alias("_repeated"))
+        flagged = events.join(F.broadcast(flag), on=ID_KEY, how="left")
+        once = flagged.where(F.col("_repeated").isNull()).select(*columns)
+        copies = flagged.where(F.col("_repeated"))
+        ranked = copies.select("*", F.row_number().over(earliest_first).alias("_rank"))
+        unique = once.unionByName(ranked.where(F.col("_rank") == 1).select(*columns))
     if existing_ids is not None:
-        known = existing_ids.select("event_date", "event_id")
-        unique = unique.join(known, on=["event_date", "event_id"], how="left_anti")
+        known = existing_ids.select(*ID_KEY)
+        unique = unique.join(known, on=ID_KEY, how="left_anti")
     return unique.select(*columns)
 
 
@@ -163,7 +184,13 @@ def _write_silver(
         existing = storage.read(spark, path).where(
             F.col("event_date").between(valid["first_day"], valid["last_day"])
         )
-    fresh = drop_duplicate_events(batch.where(F.col("rule").isNull()), columns, existing)
+    events = batch.where(F.col("rule").isNull())
+    # Few events arrive twice: find them first, so that only their rows are ranked. At 10x
+    # the default sample (4.8M valid rows, 23,202 repeated ids) writing silver this way took
+    # 31.6-44.3 s, against 44.0-48.2 s ranking every row (two runs each, alternating).
+    repeated = repeated_ids(events).localCheckpoint()
+    small = repeated.count() <= BROADCAST_REPEATS
+    fresh = drop_duplicate_events(events, columns, existing, repeated if small else None)
     # Counted while written (no second pass): the rows and first day the commit holds.
     inserted = Observation()
     observed = fresh.observe(
