@@ -502,10 +502,23 @@ def test_a_batch_of_only_duplicates_is_counted_once(spark: SparkSession, tmp_pat
     assert lake.versions()["silver"] == 1
 
 
-@pytest.mark.parametrize("limit", [silver.BROADCAST_REPEATS, 0])
-def test_a_batch_ranks_only_its_repeated_ids_unless_they_are_too_many_to_broadcast(
-    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+@pytest.mark.parametrize(
+    ("find_from", "limit", "only_repeats"),
+    [
+        (silver.FIND_REPEATS_FROM, silver.BROADCAST_REPEATS, False),  # 3 rows: a small batch
+        (3, silver.BROADCAST_REPEATS, True),  # as large as FIND_REPEATS_FROM
+        (3, 0, False),  # more repeated ids than may be broadcast
+    ],
+)
+def test_a_large_batch_ranks_only_its_repeated_ids_unless_too_many_to_broadcast(
+    spark: SparkSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    find_from: int,
+    limit: int,
+    only_repeats: bool,
 ) -> None:
+    monkeypatch.setattr(silver, "FIND_REPEATS_FROM", find_from)
     monkeypatch.setattr(silver, "BROADCAST_REPEATS", limit)
     passed: list[bool] = []
     rank = silver.drop_duplicate_events
@@ -520,7 +533,7 @@ def test_a_batch_ranks_only_its_repeated_ids_unless_they_are_too_many_to_broadca
 
     _, s = lake.run()
 
-    assert passed == [limit > 0]  # 1 repeated id: broadcast unless the limit is 0
+    assert passed == [only_repeats]
     assert s == silver.SilverResult(3, 2, 0, 1, {}, date(2018, 10, 1))
     items = sorted(r[0] for r in lake.table("silver").select("item_in_session").collect())
     assert items == [50, 51]
