@@ -59,6 +59,8 @@ LAKE_MODULES = {
     "tests/training/test_xgboost.py",
 }
 BIG_FIRST = [
+    # `make long-test` only: two whole pipelines in one test, the longest work unit there.
+    "tests/e2e/test_two_runs.py",
     SESSION_LAKES,
     "tests/e2e/test_purchases_e2e.py",
     "tests/e2e/test_telco_e2e.py",
