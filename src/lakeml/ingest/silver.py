@@ -78,7 +78,7 @@ def drop_duplicate_events(
     if repeated is None:
         ranked = events.repartition(*PARTITION_COLUMNS)
         ranked = ranked.select("*", F.row_number().over(earliest_first).alias("_rank"))
-        unique = ranked.where(F.col("_rank") == 1).select(*columns)
+        unique = ranked.where(F.col("_rank") == 1)
     else:
         flag = repeated.select(*ID_KEY, F.lit(True).alias("_repeated"))
         flagged = events.join(F.broadcast(flag), on=ID_KEY, how="left")
