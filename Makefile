@@ -33,10 +33,10 @@ java: ## check that Java 17+ is installed (Spark 4 needs it)
 	  echo "  macOS: brew install openjdk@17   (then set JAVA_HOME)"; \
 	  exit 1; fi
 
-# Set-up that `make test` does before its suite starts, as it creates the venv first, so the
-# suite's time is the tests' alone (apt-get update and install took 15.5 s here on 2026-12-05,
-# which the first browser test used to spend); without root it prints how to install and the
-# browser tests skip. A pytest run outside make installs it the same way (ensure_chromium).
+# `make test` runs this before its suite, as it creates the venv before: set-up, not test time
+# (the first browser test took 32.6 s with apt-get inside it, under 7 s without, 2026-12-05).
+# Without root it prints how to install and the browser tests skip; a pytest run outside make
+# installs it the same way (tests/browser.py: ensure_chromium).
 browser: ## install Chromium from Debian's packages for the report tests, if absent
 	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
