@@ -85,6 +85,55 @@ def test_a_time_that_does_not_parse_in_its_encoding_is_quarantined(
     )
 
 
+TYPED_FIELDS = [
+    ID,
+    {"name": "at", "type": "long", "timestamp": "epoch_ms", "required": True},
+    {"name": "n", "type": "long"},
+    {"name": "k", "type": "int"},
+    {"name": "x", "type": "double"},
+    {"name": "b", "type": "boolean"},
+]
+AT = 1704067200000  # 2024-01-01 00:00 UTC
+
+
+def test_typed_fields_take_what_their_text_casts_to_and_name_the_field_otherwise(
+    spark: SparkSession,
+) -> None:
+    """Each field is read as text and cast to its type: a number or boolean written as a
+    string is taken as such, a value of another kind or out of its type's range is
+    `wrong_type:<field>`, and a line that is not one JSON object is `malformed_json`."""
+    cases = [
+        # (record, rule, (n, k, x, b)), worked out by hand from Spark's casts of the text
+        ({"id": "a", "at": AT, "n": 12, "k": 3, "x": 2, "b": True}, None, (12, 3, 2.0, True)),
+        # Numbers and booleans written as strings cast as text does.
+        ({"id": "b", "at": AT, "n": "12", "k": "3", "x": "2.5", "b": "true"}, None,
+         (12, 3, 2.5, True)),
+        ({"id": "c", "at": AT, "b": 1}, None, (None, None, None, True)),  # '1' casts to true
+        ({"id": "d", "at": AT, "n": None, "x": -0.5}, None, (None, None, -0.5, None)),
+        ({"id": "e", "at": AT, "extra": {"nested": [1]}}, None, (None, None, None, None)),
+        ({"id": "f", "at": AT, "n": 12.5}, "wrong_type:n", None),
+        ({"id": "g", "at": AT, "n": 99999999999999999999}, "wrong_type:n", None),
+        ({"id": "h", "at": AT, "k": 3000000000}, "wrong_type:k", None),
+        ({"id": "i", "at": AT, "x": "two"}, "wrong_type:x", None),
+        ({"id": "j", "at": AT, "b": "maybe"}, "wrong_type:b", None),
+        ({"at": AT, "n": 1.5}, "missing_field:id", None),  # required fields are checked first
+        ({"id": "k", "at": "noon", "n": 1}, "wrong_type:at", None),
+    ]  # fmt: skip
+    lines = [json.dumps(record) for record, _, _ in cases] + ['{"id": "l", "at": 1', "[1, 2]"]
+    by_line = {row["value"]: row for row in judged(spark, source(TYPED_FIELDS), *lines).collect()}
+    assert [by_line[line]["rule"] for line in lines] == [
+        *[rule for _, rule, _ in cases],
+        "malformed_json",
+        "malformed_json",
+    ]
+    for line, (_, rule, values) in zip(lines, cases, strict=False):
+        if rule is None:
+            row = by_line[line]
+            assert (row["n"], row["k"], row["x"], row["b"]) == values, line
+            assert row["ts"] in (datetime(2024, 1, 1), utc("2024-01-01 00:00:00")), line
+            assert row["event_date"] == date(2024, 1, 1)
+
+
 CSV_FIELDS = [
     ID,
     {"name": "at", "timestamp": "iso8601", "required": True},
