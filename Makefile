@@ -90,7 +90,7 @@ $(AIRFLOW_STAMP): orchestration/requirements.txt orchestration/constraints.txt |
 	$(UV_INSTALL) --python $(AIRFLOW_VENV)/bin/python -c orchestration/constraints.txt -r orchestration/requirements.txt
 	touch $(AIRFLOW_STAMP)
 
-dag-test: $(STAMP) package $(AIRFLOW_STAMP) ## the Airflow DAG (orchestration/) in its own .venv-airflow: imports, order, a real features task run
+dag-test: $(STAMP) dist/lakeml.zip $(AIRFLOW_STAMP) ## the Airflow DAG (orchestration/) in its own .venv-airflow: imports, order, a real features task run
 	$(AIRFLOW_VENV)/bin/python -m pytest -q orchestration/test_dag.py --durations=5
 
 bench: $(STAMP) ## benchmarks: feature job and scoring as ratios over a plain Spark copy; ingest steps and the table command's JIT; xgboost vs Spark GBT; the prediction service under load
