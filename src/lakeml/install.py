@@ -1,12 +1,13 @@
 """`python -m lakeml.install`: the set-up `make install` runs once pip is done.
 
-1. Start a session (Ivy resolves the Delta jars once, `core.session` remembers them) and
-   round-trip a tiny Delta table: the install works.
-2. Build the driver's class archive (`core.class_cache`) from a small run of the event
-   journey in a child process: generate a few days of events and build their features, so
-   the classes a real run loads (Delta, Parquet, JSON, the SQL engine) are in it.
-3. Build the empty MLflow store that new SQLite stores are copied from
-   (`tracking.store.store_template`).
+1. In a child process, run the event journey in small in a driver JVM that dumps its classes
+   on exit: generate a few days of events and build their features. The first start resolves
+   the Delta jars with Ivy (`core.session` remembers them), the run writes and reads back
+   Delta tables (the install works), and the JVM writes the driver's class archive
+   (`core.class_cache`) with the classes a real run loads (Delta, Parquet, JSON, the SQL
+   engine).
+2. Meanwhile, in this process, build the empty MLflow store that new SQLite stores are
+   copied from (`tracking.store.store_template`).
 """
 
 from __future__ import annotations
@@ -16,41 +17,75 @@ import io
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 WARM_UP_OVERRIDES = ["generate.users=6", "generate.days=16"]
 
 
-def warm_up(conf: str, java_options: list[str]) -> None:
-    """The journey in small, in a driver JVM started with `java_options`; returns after that
-    JVM has exited (it writes the class archive on exit)."""
+def warm_up(conf: str, java_options: list[str]) -> str:
+    """The journey in small, in a driver JVM started with `java_options`; returns, after that
+    JVM has exited (it writes the class archive on exit), a line saying what it proved."""
     from lakeml import pipeline
     from lakeml.core.config import load_config
     from lakeml.core.report import Report
-    from lakeml.core.session import get_spark
+    from lakeml.core.session import delta_maven_coordinate, get_spark
 
     with tempfile.TemporaryDirectory() as root:
         cfg = load_config(conf, [f"storage.root={root}", *WARM_UP_OVERRIDES])
         spark = get_spark(cfg.spark, java_options)
+        version = spark.version
         report = Report("install", stream=io.StringIO())
-        pipeline.run_generate(spark, cfg, report)
-        pipeline.run_features(spark, cfg, report)
+        generated = pipeline.run_generate(spark, cfg, report)
+        features = pipeline.run_features(spark, cfg, report)
         jvm = spark.sparkContext._gateway.proc
         spark.stop()
         # The gateway JVM exits when its stdin closes (Spark's PythonGatewayServer).
         jvm.stdin.close()
         jvm.wait(timeout=600)
+    return proven(version, delta_maven_coordinate(), generated.lines, features)
+
+
+def proven(version: str, coordinate: str, lines: int, features: dict[str, Any]) -> str:
+    """The warm-up's verdict on the install: the tables it wrote to Delta and read back hold
+    rows (labels need a matured horizon, which a few days may not give) and reconcile with
+    the lines generated; anything else is an error naming the table."""
+    tables, this_run = features["tables"], features["this_run"]
+    empty = [name for name in ("bronze", "silver", "features") if not tables[name]["rows"]]
+    if empty or not this_run["reconciles"] or this_run["bronze_rows"] != lines:
+        raise SystemExit(
+            f"install check failed: Spark {version} with Delta ({coordinate}) wrote "
+            f"{', '.join(empty) or 'tables'} that do not hold the {lines} generated lines"
+        )
+    return (
+        f"Spark {version} with Delta ({coordinate}): ok, {lines} generated lines -> "
+        f"{tables['features']['rows']} feature rows, {tables['labels']['rows']} labels"
+    )
 
 
 def build_class_archive(conf: str) -> str:
+    """Step 1 in a child process (its JVM must exit to write the archive), step 2 here while
+    it runs: what each produced, one line each."""
     from lakeml.core import class_cache
     from lakeml.core.session import lakeml_cache_dir
+    from lakeml.tracking.store import store_template
+
+    cache = lakeml_cache_dir()
+    made: list[str] = []
 
     def run(options: list[str]) -> None:
         command = [sys.executable, "-m", "lakeml.install", "--conf", conf, "--warm-up"]
-        subprocess.run([*command, *[f"--java-option={o}" for o in options]], check=True)
+        child = subprocess.Popen([*command, *[f"--java-option={o}" for o in options]])
+        try:
+            made.append(f"empty MLflow store: {store_template(cache)}")
+        finally:
+            if child.wait() != 0:
+                raise SystemExit(f"install check failed: the warm-up run exited {child.returncode}")
 
-    archive = class_cache.build(lakeml_cache_dir(), run)
-    return f"class archive: {archive}" if archive else "class archive: not built (no java?)"
+    if class_cache.archive_path(cache) is None:  # no java found: the run still checks
+        run([])
+        return "\n".join([*made, "class archive: not built (no java?)"])
+    archive = class_cache.build(cache, run)
+    return "\n".join([*made, f"class archive: {archive or 'not built (an older JVM?)'}"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,16 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--java-option", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.warm_up:
-        warm_up(args.conf, args.java_option)
+        print(warm_up(args.conf, args.java_option), flush=True)
         return
-    from lakeml.core.session import _smoke
-
-    _smoke(["--conf", args.conf])
     print(build_class_archive(args.conf), flush=True)
-    from lakeml.core.session import lakeml_cache_dir
-    from lakeml.tracking.store import store_template
-
-    print(f"empty MLflow store: {store_template(lakeml_cache_dir())}", flush=True)
 
 
 if __name__ == "__main__":
