@@ -202,11 +202,12 @@ def test_a_success_summary_says_ok_and_the_stages_completed(spark, capsys, tmp_p
     assert "error" not in summary
 
 
-def test_the_driver_jit_is_picked_by_the_size_of_a_features_or_pipeline_input(
+def test_the_driver_jit_is_picked_by_the_size_of_a_features_pipeline_or_score_input(
     tmp_path: Path,
 ) -> None:
-    """`input_bytes`: the raw input's size (`--input`, else source.path), read from disk
-    (`local_bytes`: every file under a folder); none for other commands or inputs."""
+    """`input_bytes`: the raw input's size (`--input`, else source.path), or the scored
+    table's (`--input`, else the features table), read from disk (`local_bytes`: every file
+    under a folder); none for other commands or inputs."""
     from lakeml.cli import build_parser, input_bytes
     from lakeml.core.config import load_config
     from lakeml.core.paths import local_bytes
@@ -224,5 +225,14 @@ def test_the_driver_jit_is_picked_by_the_size_of_a_features_or_pipeline_input(
     absent = str(tmp_path / "absent")
     assert input_bytes(parser.parse_args(["features", "--input", absent]), cfg) is None
     assert input_bytes(parser.parse_args(["train"]), cfg) is None
+    features = tmp_path / "lake" / "gold" / "user_features"
+    (features / "_delta_log").mkdir(parents=True)
+    (features / "part-0.parquet").write_bytes(b"p" * 1000)
+    (features / "_delta_log" / "0.json").write_bytes(b"{}" * 10)
+    lake = load_config(ROOT / "conf" / "local.yaml", [f"storage.root={tmp_path / 'lake'}"])
+    assert input_bytes(parser.parse_args(["score"]), lake) == 1020
+    assert input_bytes(parser.parse_args(["score", "--input", str(single)]), lake) == 300
+    empty = load_config(ROOT / "conf" / "local.yaml", [f"storage.root={tmp_path / 'empty'}"])
+    assert input_bytes(parser.parse_args(["score"]), empty) is None  # no features table yet
     assert local_bytes(f"file://{raw}") == 345
     assert local_bytes("s3a://bucket/raw/events") is None

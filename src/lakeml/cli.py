@@ -103,13 +103,18 @@ READS_SOURCE = {"features", "pipeline"}
 
 
 def input_bytes(args: argparse.Namespace, cfg: Config) -> int | None:
-    """The size of the raw input a features or pipeline run reads, when it is local and
-    there (the session factory picks the driver's JIT by it: `spark.jit`); None otherwise."""
-    if args.command not in READS_SOURCE:
+    """The size of what a features or pipeline run (the raw input) or a score run (the table
+    it scores: `--input`, else the features table) reads, when it is local and there (the
+    session factory picks the driver's JIT by it: `spark.jit`); None otherwise."""
+    if args.command in READS_SOURCE:
+        path = args.input or cfg.source_path
+    elif args.command == "score":
+        path = args.input or cfg.table("features")
+    else:
         return None
     from lakeml.core.paths import local_bytes
 
-    return local_bytes(args.input or cfg.source_path)
+    return local_bytes(path)
 
 
 def build_parser() -> argparse.ArgumentParser:

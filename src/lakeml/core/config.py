@@ -113,8 +113,9 @@ class SparkConfig(_Section):
     # Turn off where the cluster provides them (an image, --jars or --packages).
     delta_packages: bool = True
     # The JIT of a local driver lakeml launches: `quick` the JVM's quick compiler (C1) alone,
-    # `full` both compilers, `auto` quick when the command's input is a local file or folder
-    # under 64 MB (core.session.QUICK_JIT_MAX_BYTES), else full. No effect under spark-submit.
+    # `full` both compilers, `auto` quick when the command's input (features and pipeline: the
+    # raw source; score: the table it scores) is a local file or folder under 64 MB
+    # (core.session.QUICK_JIT_MAX_BYTES), else full. No effect under spark-submit.
     jit: Literal["auto", "quick", "full"] = "auto"
     conf: dict[Text, ConfText] = Field(default_factory=dict)
 
