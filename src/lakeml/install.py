@@ -66,9 +66,11 @@ def build_class_archive(conf: str) -> str:
     """Step 1 in a child process (its JVM must exit to write the archive), step 2 here while
     it runs: what each produced, one line each."""
     from lakeml.core import class_cache
+    from lakeml.core.logs import quiet_python_loggers
     from lakeml.core.session import lakeml_cache_dir
     from lakeml.tracking.store import store_template
 
+    quiet_python_loggers()  # MLflow's database-creation INFO lines are not for users
     cache = lakeml_cache_dir()
     made: list[str] = []
 
