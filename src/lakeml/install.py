@@ -47,14 +47,20 @@ def warm_up(conf: str, java_options: list[str]) -> str:
 
 def proven(version: str, coordinate: str, lines: int, features: dict[str, Any]) -> str:
     """The warm-up's verdict on the install: the tables it wrote to Delta and read back hold
-    rows (labels need a matured horizon, which a few days may not give) and reconcile with
-    the lines generated; anything else is an error naming the table."""
+    rows (labels need a matured horizon, which a few days may not give), bronze holds every
+    generated line and silver reconciles with it; anything else is a one-line error saying
+    which."""
     tables, this_run = features["tables"], features["this_run"]
     empty = [name for name in ("bronze", "silver", "features") if not tables[name]["rows"]]
-    if empty or not this_run["reconciles"] or this_run["bronze_rows"] != lines:
+    faults = [f"{', '.join(empty)} empty"] if empty else []
+    if this_run["bronze_rows"] != lines:
+        faults.append(f"bronze took {this_run['bronze_rows']} of the {lines} generated lines")
+    if not this_run["reconciles"]:
+        faults.append("silver does not reconcile with bronze")
+    if faults:
         raise SystemExit(
-            f"install check failed: Spark {version} with Delta ({coordinate}) wrote "
-            f"{', '.join(empty) or 'tables'} that do not hold the {lines} generated lines"
+            f"install check failed: Spark {version} with Delta ({coordinate}) on {lines} "
+            f"generated lines: {'; '.join(faults)}"
         )
     return (
         f"Spark {version} with Delta ({coordinate}): ok, {lines} generated lines -> "
@@ -83,11 +89,12 @@ def build_class_archive(conf: str) -> str:
             if child.wait() != 0:
                 raise SystemExit(f"install check failed: the warm-up run exited {child.returncode}")
 
-    if class_cache.archive_path(cache) is None:  # no java found: the run still checks
-        run([])
-        return "\n".join([*made, "class archive: not built (no java?)"])
     archive = class_cache.build(cache, run)
-    return "\n".join([*made, f"class archive: {archive or 'not built (an older JVM?)'}"])
+    if not made:  # no java found, so no archive run: the warm-up still checks the install
+        run([])
+    return "\n".join(
+        [*made, f"class archive: {archive or 'not built (no java, or an older one?)'}"]
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,10 +27,11 @@ def test_tables_that_hold_the_generated_lines_pass_without_labels() -> None:
 @pytest.mark.parametrize(
     ("bronze_rows", "rows", "reconciles", "named"),
     [
-        (10, {**ROWS, "features": 0}, True, "wrote features that"),
-        (10, {**ROWS, "silver": 0, "features": 0}, True, "wrote silver, features that"),
-        (9, ROWS, True, "wrote tables that"),  # a line lost on the way in
-        (10, ROWS, False, "wrote tables that"),  # silver's counts do not add up
+        (10, {**ROWS, "features": 0}, True, "generated lines: features empty"),
+        (10, {**ROWS, "silver": 0, "features": 0}, True, "lines: silver, features empty"),
+        (9, ROWS, True, "lines: bronze took 9 of the 10 generated lines"),
+        (10, ROWS, False, "lines: silver does not reconcile with bronze"),
+        (9, {**ROWS, "features": 0}, False, "features empty; bronze took 9 of the 10 generated"),
     ],
 )
 def test_an_empty_or_unreconciled_table_fails_the_install_in_one_line(
@@ -39,5 +40,5 @@ def test_an_empty_or_unreconciled_table_fails_the_install_in_one_line(
     with pytest.raises(SystemExit) as failed:
         proven("4.2.0", COORDINATE, 10, features(bronze_rows, rows, reconciles))
     message = str(failed.value)
-    assert message.startswith("install check failed: Spark 4.2.0 with Delta")
-    assert named in message and "10 generated lines" in message and "\n" not in message
+    assert message.startswith(f"install check failed: Spark 4.2.0 with Delta ({COORDINATE}) on 10")
+    assert named in message and "\n" not in message
