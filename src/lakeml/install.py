@@ -32,7 +32,9 @@ def warm_up(conf: str, java_options: list[str]) -> str:
 
     with tempfile.TemporaryDirectory() as root:
         cfg = load_config(conf, [f"storage.root={root}", *WARM_UP_OVERRIDES])
-        spark = get_spark(cfg.spark, java_options)
+        # A few thousand lines: the JVM's quick compiler alone, as for any small input (the
+        # archive records the classes loaded, which do not depend on the compiler).
+        spark = get_spark(cfg.spark.model_copy(update={"jit": "quick"}), java_options)
         version = spark.version
         report = Report("install", stream=io.StringIO())
         generated = pipeline.run_generate(spark, cfg, report)
