@@ -5,6 +5,8 @@ scores commits race: both succeed and the tables equal one clean run's."""
 
 from __future__ import annotations
 
+import io
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -13,16 +15,29 @@ from fault_harness import ROOT, assert_same_tables, killed_run, raced_runs
 from scoring_lake import Lake
 from test_score_failures import score
 
+from lakeml.cli import main
+
 pytestmark = [pytest.mark.faults, pytest.mark.crash]
+
+
+@pytest.fixture(scope="module")
+def clean(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One clean `lakeml score` on the lake, with its own scores and drift tables: what every
+    crashed, rerun or raced run below must equal (none of them writes under it)."""
+    out = tmp_path_factory.mktemp("clean")
+    sets = [f"storage.root={lake.root}", f"tables.scores={out}/scores", f"tables.drift={out}/drift"]
+    argv = ["score", "--conf", str(ROOT / "conf" / "local.yaml")]
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()) as err:
+        status = main([*argv, *[x for s in sets for x in ("--set", s)]])
+    assert status == 0, err.getvalue()
+    return out
 
 
 @pytest.mark.parametrize("point", ["scores written, drift not", "during the scores write"])
 def test_a_rerun_after_a_killed_score_equals_a_clean_run(
-    spark, capsys, lake: Lake, tmp_path: Path, point: str
+    spark, capsys, lake: Lake, clean: Path, tmp_path: Path, point: str
 ) -> None:
-    clean, crashed = tmp_path / "clean", tmp_path / "crashed"
-    status, _, _ = score(capsys, lake, clean)
-    assert status == 0
+    crashed = tmp_path / "crashed"
     sets = [f"storage.root={lake.root}"] + [
         f"tables.{t}={crashed}/{t}" for t in ("scores", "drift")
     ]
@@ -38,11 +53,9 @@ def test_a_rerun_after_a_killed_score_equals_a_clean_run(
 
 
 def test_two_scorers_racing_for_one_commit_both_succeed_with_a_clean_runs_tables(
-    spark, capsys, lake: Lake, tmp_path: Path
+    spark, lake: Lake, clean: Path, tmp_path: Path
 ) -> None:
-    clean, raced = tmp_path / "clean", tmp_path / "raced"
-    status, _, _ = score(capsys, lake, clean)
-    assert status == 0
+    raced = tmp_path / "raced"
     args = ["score", "--conf", str(ROOT / "conf" / "local.yaml")]
     sets = [f"storage.root={lake.root}"] + [f"tables.{t}={raced}/{t}" for t in ("scores", "drift")]
     args += [a for s in sets for a in ("--set", s)]
