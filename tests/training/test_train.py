@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -206,8 +207,12 @@ def test_a_fresh_process_loads_the_champion_and_predicts(trained, tmp_path):
     # A script file, not `python -c`: loading a Spark model under -c exits early.
     script = tmp_path / "load_champion.py"
     script.write_text(FRESH_PROCESS)
+    # Its driver with the quick compiler alone, as lakeml gives a driver it launches on a small
+    # input (mlflow.spark starts this one through pyspark, which reads PYSPARK_SUBMIT_ARGS).
+    quick = "--driver-java-options -XX:TieredStopAtLevel=1 pyspark-shell"
     result = subprocess.run(
         [sys.executable, str(script), cfg.tracking_uri, cfg.mlflow.registered_model],
+        env={**os.environ, "PYSPARK_SUBMIT_ARGS": quick},
         capture_output=True,
         text=True,
         timeout=600,
