@@ -13,7 +13,7 @@ import pytest
 from deltalake import DeltaTable
 from fault_harness import ROOT, assert_same_tables, killed_run, raced_runs
 from scoring_lake import Lake
-from test_score_failures import score
+from test_score_failures import score, score_argv
 
 from lakeml.cli import main
 
@@ -25,10 +25,8 @@ def clean(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One clean `lakeml score` on the lake, with its own scores and drift tables: what every
     crashed, rerun or raced run below must equal (none of them writes under it)."""
     out = tmp_path_factory.mktemp("clean")
-    sets = [f"storage.root={lake.root}", f"tables.scores={out}/scores", f"tables.drift={out}/drift"]
-    argv = ["score", "--conf", str(ROOT / "conf" / "local.yaml")]
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()) as err:
-        status = main([*argv, *[x for s in sets for x in ("--set", s)]])
+        status = main(score_argv(lake, out))
     assert status == 0, err.getvalue()
     return out
 

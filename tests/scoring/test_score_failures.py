@@ -28,14 +28,19 @@ from lakeml.scoring import drift
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def score_argv(lake: Lake, out: Path, *args: str) -> list[str]:
+    """`lakeml score`'s arguments on the lake with its own scores and drift tables under `out`."""
+    sets = [f"storage.root={lake.root}", f"tables.scores={out}/scores", f"tables.drift={out}/drift"]
+    argv = ["score", "--conf", str(ROOT / "conf" / "local.yaml")]
+    return [*argv, *[x for s in sets for x in ("--set", s)], *args]
+
+
 def score(
     capsys: pytest.CaptureFixture[str], lake: Lake, out: Path, *args: str
 ) -> tuple[int, str, dict[str, Any]]:
     """`lakeml score` on the lake with its own scores and drift tables under `out`:
     (status, the one stderr line from lakeml on failure, the JSON summary)."""
-    sets = [f"storage.root={lake.root}", f"tables.scores={out}/scores", f"tables.drift={out}/drift"]
-    argv = ["score", "--conf", str(ROOT / "conf" / "local.yaml")]
-    status = main([*argv, *[x for s in sets for x in ("--set", s)], *args])
+    status = main(score_argv(lake, out, *args))
     captured = capsys.readouterr()
     line = one_line(captured.err) if status else ""
     assert "Traceback" not in captured.err
