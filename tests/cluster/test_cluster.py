@@ -42,7 +42,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeml.core.session import delta_maven_coordinate
+from lakeml.core.session import QUICK_JIT, delta_maven_coordinate
 
 pytestmark = pytest.mark.cluster
 
@@ -73,8 +73,8 @@ SUBMIT_RESOURCES = [
     "--driver-memory", "1g",
     "--executor-memory", "1g",
     "--total-executor-cores", "2",
-    "--driver-java-options", "-XX:TieredStopAtLevel=1",
-    "--conf", "spark.executor.extraJavaOptions=-XX:TieredStopAtLevel=1",
+    "--driver-java-options", QUICK_JIT,
+    "--conf", f"spark.executor.extraJavaOptions={QUICK_JIT}",
     *SPARK_CONF,
 ]  # fmt: skip
 # The champion's test ROC AUC may differ this much between cluster and local mode (see top).

@@ -19,6 +19,7 @@ from synthetic_gold import LABEL_SCHEMA, snapshot_dates, synthetic_frames, to_sp
 
 from lakeml.core.config import load_config
 from lakeml.core.report import Report
+from lakeml.core.session import QUICK_JIT
 from lakeml.pipeline import run_train
 from lakeml.registry.versions import alias_version
 from lakeml.training.trainset import load_training_set
@@ -209,7 +210,7 @@ def test_a_fresh_process_loads_the_champion_and_predicts(trained, tmp_path):
     script.write_text(FRESH_PROCESS)
     # Its driver with the quick compiler alone, as lakeml gives a driver it launches on a small
     # input (mlflow.spark starts this one through pyspark, which reads PYSPARK_SUBMIT_ARGS).
-    quick = "--driver-java-options -XX:TieredStopAtLevel=1 pyspark-shell"
+    quick = f"--driver-java-options {QUICK_JIT} pyspark-shell"
     result = subprocess.run(
         [sys.executable, str(script), cfg.tracking_uri, cfg.mlflow.registered_model],
         env={**os.environ, "PYSPARK_SUBMIT_ARGS": quick},
