@@ -1,8 +1,8 @@
 """The rules a raw event record must pass to enter silver, the parse they judge, and the
 silver columns, all as `source.events` declares them (`lakeml.core.event_spec`).
 
-`parse_events` reads each record's fields as text and types them; `classify` adds the silver
-columns and names the first rule a record breaks, in this order (null: a valid event):
+`parse_events` reads each record's fields as text and `typed` types them; `classify` adds the
+silver columns and names the first rule a record breaks, in this order (null: a valid event):
 `invalid_utf8`, `malformed_json` / `malformed_csv`, `missing_field:<field>` for each required
 field, `wrong_type:<field>` for each typed field (a timestamp that does not parse in its
 encoding too), `ts_too_early` / `ts_in_future` for the event time (source.min_event_date,
@@ -51,14 +51,14 @@ def raw_schema(spec: EventSourceSpec) -> T.StructType:
 
 
 def parse_events(bronze_rows: DataFrame, spec: EventSourceSpec) -> DataFrame:
-    """Bronze rows -> `parsed_ok`, `raw` (each field's text) and `event` (each field typed).
+    """Bronze rows -> `value`, `source_file`, `ingested_at` and `fields`: each field's text.
 
     A JSON line (parquet and delta rows are kept as JSON text in bronze) is parsed with
     `from_json`, a CSV line with `from_csv`; the corrupt-record column flags a record that
     is not one object (JSON: truncated lines, arrays, scalars, blank lines; CSV: a line with
-    the wrong number of fields). Each field is read as text and typed with `try_cast`, so a
-    value of the wrong type shows as raw-present-but-typed-null instead of silently becoming
-    null. `raw` and `event` mean nothing when `parsed_ok` is false.
+    the wrong number of fields). Each field is read as text, to be typed with `try_cast`
+    (`typed`), so a value of the wrong type shows as text-present-but-typed-null instead of
+    silently becoming null.
     """
     schema = raw_schema(spec)
     if spec.format == "csv":
@@ -66,17 +66,12 @@ def parse_events(bronze_rows: DataFrame, spec: EventSourceSpec) -> DataFrame:
         fields = F.from_csv("value", schema.simpleString(), {**options, "sep": spec.delimiter})
     else:
         fields = F.from_json("value", schema, PARSE_OPTIONS)
-    parsed = bronze_rows.select("value", "source_file", "ingested_at", fields.alias("fields"))
-    raw = {f.name: F.col("fields")[f.name] for f in spec.fields}
-    ok = F.col("fields").isNotNull() & F.col("fields")[CORRUPT_COLUMN].isNull()
-    return parsed.select(
-        "value",
-        "source_file",
-        "ingested_at",
-        ok.alias("parsed_ok"),
-        F.struct(*[raw[f.name].alias(f.name) for f in spec.fields]).alias("raw"),
-        F.struct(*[typed(raw[f.name], f).alias(f.name) for f in spec.fields]).alias("event"),
-    )
+    return bronze_rows.select("value", "source_file", "ingested_at", fields.alias("fields"))
+
+
+def parsed_ok() -> Column:
+    """Whether `fields` holds one record (the texts and typed values mean nothing if not)."""
+    return F.col("fields").isNotNull() & F.col("fields")[CORRUPT_COLUMN].isNull()
 
 
 def typed(text: Column, f: EventField) -> Column:
@@ -93,9 +88,8 @@ def typed(text: Column, f: EventField) -> Column:
     return value
 
 
-def silver_value(f: EventField) -> Column:
+def silver_value(value: Column, f: EventField) -> Column:
     """A typed field as silver keeps it: a timestamp for a time, else the typed value."""
-    value = F.col("event")[f.name]
     if f.timestamp == "epoch_ms":
         return F.timestamp_millis(value.try_cast("bigint"))
     if f.timestamp == "epoch_s":
@@ -124,29 +118,42 @@ def _declared(r: EventRule) -> Column:
     return other.isNotNull() & (c < other)
 
 
-def rule_column(spec: EventSourceSpec, source: SourceConfig) -> Column:
-    """The first rule a row (parsed, with the silver field and derived columns) breaks."""
-    raw, event = F.col("raw"), F.col("event")
+def parse_rule(spec: EventSourceSpec, text: dict[str, Column], value: dict[str, Column]) -> Column:
+    """The first rule a record's bytes, shape or field texts break (null: none), from each
+    field's text and typed value."""
     # Bytes that are not UTF-8 would read as U+FFFD in every field: the line goes to
     # quarantine, which keeps its bytes as they arrived (Spark's strings carry them as is).
     malformed = "malformed_csv" if spec.format == "csv" else "malformed_json"
     checks: list[tuple[Column, str]] = [
         (~F.is_valid_utf8("value"), "invalid_utf8"),
-        (~F.col("parsed_ok"), malformed),
+        (~parsed_ok(), malformed),
     ]
-    checks += [(raw[f.name].isNull(), f"missing_field:{f.name}") for f in spec.fields if f.required]
     checks += [
-        (raw[f.name].isNotNull() & event[f.name].isNull(), f"wrong_type:{f.name}")
+        (text[f.name].isNull(), f"missing_field:{f.name}") for f in spec.fields if f.required
+    ]
+    checks += [
+        (text[f.name].isNotNull() & value[f.name].isNull(), f"wrong_type:{f.name}")
         for f in spec.fields
         if f.type != "string" or f.timestamp
     ]
+    return _first(checks)
+
+
+def rule_column(spec: EventSourceSpec, source: SourceConfig) -> Column:
+    """The first rule a row (with `parse_rule` as `_parse_rule`, the silver field and derived
+    columns) breaks."""
     ts = F.col(spec.timestamp)
     latest = F.unix_micros("ingested_at") + F.lit(source.clock_skew_minutes * 60_000_000)
-    checks += [
+    checks = [
         (ts < day_start(source.min_event_date), "ts_too_early"),
         (F.unix_micros(ts) > latest, "ts_in_future"),
     ]
     checks += [(_declared(r), r.name) for r in spec.rules]
+    return F.coalesce(F.col("_parse_rule"), _first(checks))
+
+
+def _first(checks: list[tuple[Column, str]]) -> Column:
+    """The name of the first check that holds (null: none)."""
     first, *rest = checks
     return reduce(lambda acc, check: acc.when(*check), rest, F.when(*first))
 
@@ -158,7 +165,7 @@ XXHASH64_X2 = "xxhash64-x2"  # two seeded 64-bit xxHash chains over the typed fi
 EVENT_ID_SCHEMES = (SHA256_JSON, XXHASH64_X2)
 
 
-def event_id(spec: EventSourceSpec, scheme: str = XXHASH64_X2) -> Column:
+def event_id(spec: EventSourceSpec, value: dict[str, Column], scheme: str = XXHASH64_X2) -> Column:
     """A hash of the typed duplicate columns (every field by default), in the order of their
     names in the records: the same event written with other key order, spacing or number
     formatting gets the same id.
@@ -171,7 +178,7 @@ def event_id(spec: EventSourceSpec, scheme: str = XXHASH64_X2) -> Column:
     """
     wanted = set(spec.duplicate_columns)
     chosen = sorted(f.name for f in spec.fields if not wanted or f.out in wanted)
-    values = [F.col("event")[name] for name in chosen]
+    values = [value[name] for name in chosen]
     if scheme == SHA256_JSON:
         record = F.struct(*[v.alias(name) for v, name in zip(values, chosen, strict=True)])
         return F.sha2(F.to_json(record), 256)
@@ -196,19 +203,24 @@ def judge(bronze_rows: DataFrame, source: SourceConfig, id_scheme: str = XXHASH6
     """
     spec = source.events
     assert spec is not None, "the config checks that source.events is set"
-    parsed = parse_events(bronze_rows, spec)
-    fields = parsed.select(
-        "*",
-        event_id(spec, id_scheme).alias("event_id"),
-        *[silver_value(f).alias(f.out) for f in spec.fields],
+    # One projection from the parsed texts to the silver columns: no intermediate row of
+    # every field's text and typed value is built (an interpreted run copies each one).
+    text = {f.name: F.col("fields")[f.name] for f in spec.fields}
+    value = {f.name: typed(text[f.name], f) for f in spec.fields}
+    fields = parse_events(bronze_rows, spec).select(
+        "value",
+        "source_file",
+        "ingested_at",
+        parse_rule(spec, text, value).alias("_parse_rule"),
+        event_id(spec, value, id_scheme).alias("event_id"),
+        *[silver_value(value[f.name], f).alias(f.out) for f in spec.fields],
     )
     derived = fields.select("*", *[F.expr(e).alias(n) for n, e in spec.derived.items()])
-    judged = derived.select("*", rule_column(spec, source).alias("rule"))
     ts = F.col(spec.timestamp)
     day = F.date_from_unix_date(F.floor(F.unix_micros(ts) / US_PER_DAY).cast("int"))
-    out = judged.select("*", ts.alias("__ts"), day.alias("event_date")).drop(spec.timestamp)
-    out = out.withColumnRenamed("__ts", "ts")
-    return out.select("value", "rule", *silver_columns(spec))
+    computed = {"rule": rule_column(spec, source), "ts": ts, "event_date": day}
+    out = ["rule", *silver_columns(spec)]
+    return derived.select("value", *[computed.get(c, F.col(c)).alias(c) for c in out])
 
 
 def classify(
