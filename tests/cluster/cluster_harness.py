@@ -232,6 +232,9 @@ class MlflowServer:
         self.artifacts = workdir / "artifacts"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env["TMPDIR"] = str(workdir / "tmp")
+        # MLflow's job runners (GenAI jobs, which lakeml never uses) off, as in the suite's
+        # server (tests/mlflow_server.py): five fewer Python processes.
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         (workdir / "tmp").mkdir(parents=True, exist_ok=True)
         self.service = Service(
             "mlflow server",
