@@ -82,7 +82,7 @@ dist/lakeml.zip: $(STAMP) src/lakeml $(shell find src/lakeml -type f -not -path 
 	@mkdir -p dist
 	$(PY) -c 'import pathlib, zipfile; files = sorted(p for p in pathlib.Path("src/lakeml").rglob("*") if p.is_file() and "__pycache__" not in p.parts); z = zipfile.ZipFile("$@", "w", zipfile.ZIP_DEFLATED); [z.write(p, p.relative_to("src")) for p in files]; z.close()'
 
-cluster-test: package ## the real standalone cluster + MLflow server tests (CI runs them after make test)
+cluster-test: package ## the real standalone cluster + MLflow server tests (CI runs them beside make long-test)
 	$(VENV)/bin/pytest -q tests/cluster --durations=5
 
 $(AIRFLOW_STAMP): orchestration/requirements.txt orchestration/constraints.txt | $(STAMP)
