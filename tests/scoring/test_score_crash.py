@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
-from fault_harness import ROOT, assert_same_tables, killed_run, raced_runs
+from fault_harness import assert_same_tables, killed_run, raced_runs
 from scoring_lake import Lake
 from test_score_failures import score, score_argv
 
@@ -36,11 +36,7 @@ def test_a_rerun_after_a_killed_score_equals_a_clean_run(
     spark, capsys, lake: Lake, clean: Path, tmp_path: Path, point: str
 ) -> None:
     crashed = tmp_path / "crashed"
-    sets = [f"storage.root={lake.root}"] + [
-        f"tables.{t}={crashed}/{t}" for t in ("scores", "drift")
-    ]
-    args = ["score", "--conf", str(ROOT / "conf" / "local.yaml")]
-    args += [a for s in sets for a in ("--set", s)]
+    args = score_argv(lake, crashed)
     if point == "scores written, drift not":
         killed_run(args, "[lakeml] score: done")
     else:
@@ -54,9 +50,7 @@ def test_two_scorers_racing_for_one_commit_both_succeed_with_a_clean_runs_tables
     spark, lake: Lake, clean: Path, tmp_path: Path
 ) -> None:
     raced = tmp_path / "raced"
-    args = ["score", "--conf", str(ROOT / "conf" / "local.yaml")]
-    sets = [f"storage.root={lake.root}"] + [f"tables.{t}={raced}/{t}" for t in ("scores", "drift")]
-    args += [a for s in sets for a in ("--set", s)]
+    args = score_argv(lake, raced)
     # Held at their first write to the new scores table and released together: both create
     # version 0, Delta takes one commit and rejects the other, which storage writes again.
     runs = raced_runs(args, "raced/scores", tmp_path / "go")
