@@ -265,7 +265,11 @@ def test_state_is_the_text_after_the_last_comma(spark: SparkSession) -> None:
     assert_column_equality(df, "state", "expected")
 
 
-@pytest.mark.parametrize("ranked", ["every row", "repeated ids only"])
+def with_row_ids(events: DataFrame) -> DataFrame:
+    return events.withColumn(silver.ROW_ID, F.monotonically_increasing_id())
+
+
+@pytest.mark.parametrize("ranked", ["every row", "later copies only"])
 def test_exact_duplicates_share_an_event_id_and_enter_silver_once(
     spark: SparkSession, ranked: str
 ) -> None:
@@ -277,15 +281,18 @@ def test_exact_duplicates_share_an_event_id_and_enter_silver_once(
     later = line(ts=1538352120000, itemInSession=51)  # 3 s later: another event
     earlier_file = bronze_rows(spark, colin_again, source="a.json")
     df = earlier_file.union(bronze_rows(spark, colin, later, source="b.json"))
-    events = rules.judge(df, SOURCE).select(*COLUMNS)
+    events = with_row_ids(rules.judge(df, SOURCE).select(*COLUMNS)).cache()
     assert events.select("event_id").distinct().count() == 2  # 3 lines, 2 events
 
-    repeated = silver.repeated_ids(events) if ranked == "repeated ids only" else None
-    if repeated is not None:  # Colin's event only, by the id his two lines share
-        colin_id = events.where(F.col("source_file") == "a.json").select(*silver.ID_KEY)
-        assert_df_equality(repeated, colin_id, ignore_nullable=True)
+    copies = None
+    if ranked == "later copies only":  # Colin's line in b.json (the later file name)
+        copies = silver.later_copies(events, silver.repeated_hashes(events))
+        colin_in_b = events.where(
+            (F.col("source_file") == "b.json") & (F.col("item_in_session") == 50)
+        )
+        assert_df_equality(copies, colin_in_b.select(silver.ROW_ID), ignore_nullable=True)
 
-    unique = silver.drop_duplicate_events(events, COLUMNS, repeated=repeated)
+    unique = silver.drop_duplicate_events(events, COLUMNS, later=copies)
 
     # Colin's event once (from a.json: same ingest time, first file name), the later one once.
     expected = spark.createDataFrame(
@@ -295,6 +302,24 @@ def test_exact_duplicates_share_an_event_id_and_enter_silver_once(
     assert_df_equality(
         unique.select("ts", "source_file"), expected, ignore_row_order=True, ignore_nullable=True
     )
+
+
+def test_later_copies_rank_by_the_whole_id_so_a_shared_hash_drops_nothing(
+    spark: SparkSession,
+) -> None:
+    # Every row's hash passed as repeated, as if all of the ids shared one 64-bit hash:
+    # still only the true copy (the same line twice in one file at one time) is dropped.
+    df = bronze_rows(spark, line(), line(itemInSession=51), line(), line(itemInSession=52))
+    events = with_row_ids(rules.judge(df, SOURCE).select(*COLUMNS)).cache()
+    every_hash = events.select(F.xxhash64(*silver.ID_KEY).alias("_hash"))
+
+    copies = silver.later_copies(events, every_hash).collect()
+
+    items = events.select(silver.ROW_ID, "item_in_session").collect()
+    first_50 = min(r[silver.ROW_ID] for r in items if r["item_in_session"] == 50)
+    second_50 = max(r[silver.ROW_ID] for r in items if r["item_in_session"] == 50)
+    assert first_50 != second_50
+    assert [r[silver.ROW_ID] for r in copies] == [second_50]
 
 
 def test_default_event_ids_are_32_hex_digits_and_tell_every_changed_field_apart(
@@ -323,14 +348,16 @@ def test_default_event_ids_are_32_hex_digits_and_tell_every_changed_field_apart(
     assert pair.select("h").distinct().count() == 1
 
 
-@pytest.mark.parametrize("ranked", ["every row", "repeated ids only"])
+@pytest.mark.parametrize("ranked", ["every row", "later copies only"])
 def test_events_already_in_silver_are_dropped(spark: SparkSession, ranked: str) -> None:
     df = bronze_rows(spark, line(), line(ts=1538352120000, itemInSession=51), line())
-    events = rules.judge(df, SOURCE).select(*COLUMNS)
+    events = with_row_ids(rules.judge(df, SOURCE).select(*COLUMNS)).cache()
     already_in_silver = events.where(F.col("item_in_session") == 50)
-    repeated = silver.repeated_ids(events) if ranked == "repeated ids only" else None
+    copies = None
+    if ranked == "later copies only":
+        copies = silver.later_copies(events, silver.repeated_hashes(events))
 
-    fresh = silver.drop_duplicate_events(events, COLUMNS, already_in_silver, repeated)
+    fresh = silver.drop_duplicate_events(events, COLUMNS, already_in_silver, copies)
 
     assert [r["item_in_session"] for r in fresh.collect()] == [51]
 
@@ -510,7 +537,7 @@ def test_a_batch_of_only_duplicates_is_counted_once(spark: SparkSession, tmp_pat
         (3, 0, False),  # more repeated ids than may be broadcast
     ],
 )
-def test_a_large_batch_ranks_only_its_repeated_ids_unless_too_many_to_broadcast(
+def test_a_large_batch_drops_only_its_later_copies_unless_too_many_to_broadcast(
     spark: SparkSession,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -13,7 +13,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame, Observation, Row, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -40,9 +40,10 @@ QUARANTINE_SCHEMA = T.StructType(
 )
 PARTITION_COLUMNS = ["event_date"]
 ID_KEY = ["event_date", "event_id"]  # an event_id fixes its event_date
-# A batch of at least FIND_REPEATS_FROM valid rows finds its repeated event ids first, and if
-# they are at most BROADCAST_REPEATS (broadcast, about 100 bytes each) ranks only their rows.
-# A smaller batch ranks all of its rows in one query: the two jobs that find the ids cost
+ROW_ID = "_row"  # a row's place in the judged batch: tells apart copies of one line
+# A batch of at least FIND_REPEATS_FROM valid rows finds the copies to drop first, and if its
+# repeated ids are at most BROADCAST_REPEATS (broadcast, 8 bytes each) drops only those rows.
+# A smaller batch ranks all of its rows in one query: the jobs that find the copies cost
 # about 0.2 s even on a few rows, more than ranking them saves.
 FIND_REPEATS_FROM = 100_000
 BROADCAST_REPEATS = 500_000
@@ -54,38 +55,53 @@ def to_quarantine(rejected: DataFrame) -> DataFrame:
     return rejected.select("value", "source_file", "ingested_at", "rule", stamped)
 
 
-def repeated_ids(events: DataFrame) -> DataFrame:
-    """The (event_date, event_id) keys that occur more than once in `events`."""
-    counts = events.groupBy(*ID_KEY).agg(F.count(F.lit(1)).alias("_copies"))
-    return counts.where(F.col("_copies") > 1).select(*ID_KEY)
+def _id_hash() -> Column:
+    return F.xxhash64(*ID_KEY)
+
+
+def repeated_hashes(events: DataFrame) -> DataFrame:
+    """`_id_hash` (a 64-bit hash of event_date and event_id) of the ids that may occur more
+    than once in `events`: every repeated id's hash, and rarely one that two ids share.
+
+    Grouping by a long instead of the two columns halves the data the aggregation moves.
+    """
+    counts = events.groupBy(_id_hash().alias("_hash")).agg(F.count(F.lit(1)).alias("_copies"))
+    return counts.where(F.col("_copies") > 1).select("_hash")
+
+
+def later_copies(events: DataFrame, hashes: DataFrame) -> DataFrame:
+    """The `ROW_ID`s of the rows of `events` that repeat an event of an earlier row (by
+    ingested_at, source_file, then ROW_ID): all the rows to drop from the batch.
+
+    `hashes`: `repeated_hashes(events)`, broadcast; only the rows they pick are ranked.
+    """
+    picked = events.join(F.broadcast(hashes), _id_hash() == F.col("_hash"), "left_semi")
+    earliest_first = Window.partitionBy(*ID_KEY).orderBy("ingested_at", "source_file", ROW_ID)
+    ranked = picked.select(ROW_ID, F.row_number().over(earliest_first).alias("_rank"))
+    return ranked.where(F.col("_rank") > 1).select(ROW_ID)
 
 
 def drop_duplicate_events(
     events: DataFrame,
     columns: list[str],
     existing_ids: DataFrame | None = None,
-    repeated: DataFrame | None = None,
+    later: DataFrame | None = None,
 ) -> DataFrame:
     """Keep one row per `event_id` (the earliest ingested) and drop ids already in
     `existing_ids` (event_date and event_id of silver), so an event enters silver once.
 
-    `repeated`: `repeated_ids(events)`, when it is small enough to broadcast. Then only the
-    rows of those ids are ranked, and the others (nearly all of a batch) pass through
+    `later`: `later_copies(events, ...)`, when it was small enough to broadcast. Then those
+    rows are dropped by their `ROW_ID` (a join on one long), and the rest pass through
     without a shuffle. Without it every row is ranked, clustered by event_date (an event_id
     fixes its event_date): one shuffle serves the ranking, the anti join and the write.
     """
-    earliest_first = Window.partitionBy(*ID_KEY).orderBy("ingested_at", "source_file")
-    if repeated is None:
+    if later is None:
+        earliest_first = Window.partitionBy(*ID_KEY).orderBy("ingested_at", "source_file")
         ranked = events.repartition(*PARTITION_COLUMNS)
         ranked = ranked.select("*", F.row_number().over(earliest_first).alias("_rank"))
         unique = ranked.where(F.col("_rank") == 1)
     else:
-        flag = repeated.select(*ID_KEY, F.lit(True).alias("_repeated"))
-        flagged = events.join(F.broadcast(flag), on=ID_KEY, how="left")
-        once = flagged.where(F.col("_repeated").isNull()).select(*columns)
-        copies = flagged.where(F.col("_repeated"))
-        ranked = copies.select("*", F.row_number().over(earliest_first).alias("_rank"))
-        unique = once.unionByName(ranked.where(F.col("_rank") == 1).select(*columns))
+        unique = events.join(F.broadcast(later), on=ROW_ID, how="left_anti")
     if existing_ids is not None:
         known = existing_ids.select(*ID_KEY)
         unique = unique.join(known, on=ID_KEY, how="left_anti")
@@ -188,14 +204,13 @@ def _write_silver(
             F.col("event_date").between(valid["first_day"], valid["last_day"])
         )
     events = batch.where(F.col("rule").isNull())
-    repeated = None
+    later = None
     if valid is not None and valid["rows"] >= FIND_REPEATS_FROM:
-        # Few events arrive twice: find them first, so that only their rows are ranked. At
-        # 10x the default sample (4.6M valid rows, 23,202 repeated ids) writing silver this
-        # way took 31.6-44.3 s, against 44.0-48.2 s ranking every row (two runs each).
-        found = repeated_ids(events).localCheckpoint()
-        repeated = found if found.count() <= BROADCAST_REPEATS else None
-    fresh = drop_duplicate_events(events, columns, existing, repeated)
+        # Few events arrive twice: find their later copies first and drop just those rows.
+        hashes = repeated_hashes(events).localCheckpoint()
+        if hashes.count() <= BROADCAST_REPEATS:
+            later = later_copies(events, hashes).localCheckpoint()
+    fresh = drop_duplicate_events(events, columns, existing, later)
     # Counted while written (no second pass): the rows and first day the commit holds.
     inserted = Observation()
     observed = fresh.observe(
@@ -254,7 +269,11 @@ def update(
     bronze = storage.read(spark, bronze_path)
     if silver_until is not None:
         bronze = bronze.where(F.col("ingested_at") > F.timestamp_micros(F.lit(silver_until)))
-    classified = classify(bronze, source, scheme).persist()
+    # ROW_ID: partition and place in the bronze scan, the same if a cached block is rebuilt.
+    classified = classify(bronze, source, scheme).withColumn(
+        ROW_ID, F.monotonically_increasing_id()
+    )
+    classified = classified.persist()
     try:
         per_rule = _count_by_rule(classified)
         if not per_rule:
