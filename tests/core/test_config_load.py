@@ -39,7 +39,7 @@ def test_a_spark_conf_key_with_dots_is_set_as_one_key() -> None:
     cfg = load_config(CONF, ["spark.conf.spark.hadoop.fs.s3a.endpoint=http://minio:9000"])
     assert cfg.spark.conf == {
         "spark.sql.shuffle.partitions": "8",  # from conf/local.yaml, kept
-        "spark.driver.memory": "4g",
+        "spark.driver.memory": "8g",
         "spark.ui.enabled": "false",
         "spark.hadoop.fs.s3a.endpoint": "http://minio:9000",
     }
