@@ -2,11 +2,12 @@
 silver columns, all as `source.events` declares them (`lakeml.core.event_spec`).
 
 `parse_events` parses each record's fields as their types (as text, for a record that does not
-parse so) and `field_value` reads them; `classify` adds the silver columns and names the first rule a record breaks, in this order (null: a valid event):
-`invalid_utf8`, `malformed_json` / `malformed_csv`, `missing_field:<field>` for each required
-field, `wrong_type:<field>` for each typed field (a timestamp that does not parse in its
-encoding too), `ts_too_early` / `ts_in_future` for the event time (source.min_event_date,
-source.clock_skew_minutes), then the declared rules in the order written.
+parse so) and `field_value` reads them; `classify` adds the silver columns and names the first
+rule a record breaks, in this order (null: a valid event): `invalid_utf8`, `malformed_json` /
+`malformed_csv`, `missing_field:<field>` for each required field, `wrong_type:<field>` for
+each typed field (a timestamp that does not parse in its encoding too), `ts_too_early` /
+`ts_in_future` for the event time (source.min_event_date, source.clock_skew_minutes), then
+the declared rules in the order written.
 """
 
 from __future__ import annotations
