@@ -147,6 +147,23 @@ def test_each_line_gets_the_first_rule_it_breaks(spark: SparkSession) -> None:
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_a_value_the_typed_parse_refuses_is_read_from_its_text(spark: SparkSession) -> None:
+    # Numbers written as JSON strings and a 64-bit time as text: each line fails the parse
+    # by declared types, so it is parsed again as text, where each value reads as its type.
+    # Every such line is Colin's event, with his event id.
+    spelled = [
+        line(sessionId="29"),
+        line(itemInSession="50", status="200"),
+        line(ts="1538352117000", length="277.89016"),
+        line(registration="1538173362000"),
+    ]
+    judged = rules.judge(bronze_rows(spark, line(), *spelled), SOURCE)
+
+    rows = judged.select("rule", *[c for c in COLUMNS if c != "ingested_at"]).collect()
+    assert [r["rule"] for r in rows] == [None] * 5
+    assert len({tuple(r) for r in rows}) == 1  # five lines, one event: every column equal
+
+
 def test_time_rules_follow_the_source_config(spark: SparkSession) -> None:
     # Ingested 2018-10-02 03:00 UTC (INGESTED); no event before 2018-10-02, no skew.
     strict = SOURCE.model_copy(update={"min_event_date": "2018-10-02", "clock_skew_minutes": 0})
