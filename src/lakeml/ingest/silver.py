@@ -42,7 +42,8 @@ PARTITION_COLUMNS = ["event_date"]
 ID_KEY = ["event_date", "event_id"]  # an event_id fixes its event_date
 ROW_ID = "_row"  # a row's place in the judged batch: tells apart copies of one line
 # A batch of at least FIND_REPEATS_FROM valid rows finds the copies to drop first, and if its
-# repeated ids are at most BROADCAST_REPEATS (broadcast, 8 bytes each) drops only those rows.
+# repeated ids and those copies are each at most BROADCAST_REPEATS (both broadcast, a long
+# each) drops only those rows.
 # A smaller batch ranks all of its rows in one query: the jobs that find the copies cost
 # about 0.2 s even on a few rows, more than ranking them saves.
 FIND_REPEATS_FROM = 100_000
@@ -209,7 +210,8 @@ def _write_silver(
         # Few events arrive twice: find their later copies first and drop just those rows.
         hashes = repeated_hashes(events).localCheckpoint()
         if hashes.count() <= BROADCAST_REPEATS:
-            later = later_copies(events, hashes).localCheckpoint()
+            copies = later_copies(events, hashes).localCheckpoint()
+            later = copies if copies.count() <= BROADCAST_REPEATS else None
     fresh = drop_duplicate_events(events, columns, existing, later)
     # Counted while written (no second pass): the rows and first day the commit holds.
     inserted = Observation()
