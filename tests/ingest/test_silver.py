@@ -547,11 +547,13 @@ def test_a_batch_of_only_duplicates_is_counted_once(spark: SparkSession, tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("find_from", "limit", "only_repeats"),
+    ("find_from", "limit", "copies", "only_repeats"),
     [
-        (silver.FIND_REPEATS_FROM, silver.BROADCAST_REPEATS, False),  # 3 rows: a small batch
-        (3, silver.BROADCAST_REPEATS, True),  # as large as FIND_REPEATS_FROM
-        (3, 0, False),  # more repeated ids than may be broadcast
+        (silver.FIND_REPEATS_FROM, silver.BROADCAST_REPEATS, 1, False),  # a small batch
+        (3, silver.BROADCAST_REPEATS, 1, True),  # as large as FIND_REPEATS_FROM
+        (3, 0, 1, False),  # more repeated ids than may be broadcast
+        (3, 1, 1, True),  # one repeated id, one later copy: both within the limit
+        (3, 1, 2, False),  # one repeated id, but two later copies: more than may be broadcast
     ],
 )
 def test_a_large_batch_drops_only_its_later_copies_unless_too_many_to_broadcast(
@@ -560,6 +562,7 @@ def test_a_large_batch_drops_only_its_later_copies_unless_too_many_to_broadcast(
     monkeypatch: pytest.MonkeyPatch,
     find_from: int,
     limit: int,
+    copies: int,
     only_repeats: bool,
 ) -> None:
     monkeypatch.setattr(silver, "FIND_REPEATS_FROM", find_from)
@@ -573,12 +576,13 @@ def test_a_large_batch_drops_only_its_later_copies_unless_too_many_to_broadcast(
 
     monkeypatch.setattr(silver, "drop_duplicate_events", spy)
     lake = Lake(spark, tmp_path)
-    write_lines(lake.raw / "2018-10-01-events.json", line(), line(itemInSession=51), line())
+    again = [line()] * copies
+    write_lines(lake.raw / "2018-10-01-events.json", line(), line(itemInSession=51), *again)
 
     _, s = lake.run()
 
     assert passed == [only_repeats]
-    assert s == silver.SilverResult(3, 2, 0, 1, {}, date(2018, 10, 1))
+    assert s == silver.SilverResult(2 + copies, 2, 0, copies, {}, date(2018, 10, 1))
     items = sorted(r[0] for r in lake.table("silver").select("item_in_session").collect())
     assert items == [50, 51]
 
