@@ -247,8 +247,8 @@ def judge(bronze_rows: DataFrame, source: SourceConfig, id_scheme: str = XXHASH6
     """
     spec = source.events
     assert spec is not None, "the config checks that source.events is set"
-    # One projection from the parsed texts to the silver columns: no intermediate row of
-    # every field's text and typed value is built (an interpreted run copies each one).
+    # One projection from the parsed fields to the silver columns: no intermediate row of
+    # every field's typed value is built (an interpreted run copies each one).
     value = {f.name: field_value(f) for f in spec.fields}
     fields = parse_events(bronze_rows, spec).select(
         "value",
