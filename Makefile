@@ -11,6 +11,10 @@ STAMP := $(VENV)/.installed
 # process compiled mlflow, pandas, pyspark and the rest again (7.7 s against 3.0 s to import).
 UV := $(VENV)/bin/uv
 UV_INSTALL := $(UV) pip install -q --compile-bytecode
+# uv keeps every build of pyspark's source distribution (it ships no wheel): each install
+# here added two builds, 1.2 GB each, to ~/.cache/uv, and a full disk once failed CI's install
+# (2026-12-06, 60 GB in the cache). Pruning after each install keeps the one in use.
+UV_PRUNE := $(UV) cache prune -q
 # Airflow in a venv of its own: its many pins never meet lakeml's.
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
@@ -49,6 +53,7 @@ $(STAMP): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt uv
 	$(UV_INSTALL) --python $(PY) -c constraints.txt -e '.[dev]'
+	$(UV_PRUNE)
 	@echo "resolving the Delta jars from Maven Central (once), building the driver class archive"
 	$(PY) -m lakeml.install --conf $(CONF)
 	touch $(STAMP)
@@ -88,6 +93,7 @@ cluster-test: package ## the real standalone cluster + MLflow server tests (CI r
 $(AIRFLOW_STAMP): orchestration/requirements.txt orchestration/constraints.txt | $(STAMP)
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(UV_INSTALL) --python $(AIRFLOW_VENV)/bin/python -c orchestration/constraints.txt -r orchestration/requirements.txt
+	$(UV_PRUNE)
 	touch $(AIRFLOW_STAMP)
 
 dag-test: $(STAMP) dist/lakeml.zip $(AIRFLOW_STAMP) ## the Airflow DAG (orchestration/) in its own .venv-airflow: imports, order, a real features task run

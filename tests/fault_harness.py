@@ -9,10 +9,13 @@ independent of the Spark code under test.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,11 +32,16 @@ VOLATILE = {"ingested_at", "quarantined_at", "scored_at", "computed_at"}
 # tests are about what is left on disk, and short runs on small tables finish sooner this way.
 QUICK = ["--set", "spark.jit=quick"]
 
+# A killed driver leaves its scratch directory behind (the Delta jars it copied, about 86 MB):
+# the runs keep theirs in one directory of this process's, removed when it exits.
+SCRATCH = tempfile.mkdtemp(prefix="lakeml-killed-runs-")
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
+
 
 def start_lakeml(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     """`lakeml *args` in a child process of its own (its own process group: the JVM dies
     with it), with `env` added to this environment, output and errors on one pipe."""
-    child_env = {**os.environ, **env}
+    child_env = {**os.environ, "SPARK_LOCAL_DIRS": SCRATCH, **env}
     child_env.pop("PYSPARK_GATEWAY_PORT", None)  # a driver of its own, not the suite's
     return subprocess.Popen(
         [sys.executable, "-m", "lakeml.cli", *args, *QUICK],

@@ -7,7 +7,9 @@ can dump those classes once, already parsed and verified, into an archive
 `make install` builds the archive with a small representative run (see `build`); every
 later start that lakeml launches itself maps it. The archive belongs to one Java binary
 and one Spark install: it is keyed by both, and a JVM that finds it unusable ignores it
-(`-Xshare:auto`, the default) and starts as it would without it.
+(`-Xshare:auto`, the default) and starts as it would without it. Beside each archive a
+`.home` file names its Spark install; a build removes the archives of installs that are gone
+(a deleted clone's venv), which would otherwise stay in the cache, about 200 MB each.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ def java_binary() -> str | None:
     return os.path.realpath(found) if found and os.path.isfile(found) else None
 
 
+def spark_home() -> str:
+    """The directory of the pyspark install this process imports."""
+    import pyspark
+
+    return os.path.dirname(os.path.realpath(pyspark.__file__))
+
+
 def archive_path(cache_dir: Path) -> Path | None:
     """Where the archive for this Java and this Spark install lives (None without java)."""
     java = java_binary()
@@ -36,9 +45,22 @@ def archive_path(cache_dir: Path) -> Path | None:
         return None
     import pyspark
 
-    spark_home = os.path.dirname(os.path.realpath(pyspark.__file__))
-    key = hashlib.sha256(f"{java}\0{spark_home}\0{pyspark.__version__}".encode()).hexdigest()
-    return cache_dir / "cds" / f"spark-{pyspark.__version__}-{key[:16]}.jsa"
+    key = f"{java}\0{spark_home()}\0{pyspark.__version__}"
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return cache_dir / "cds" / f"spark-{pyspark.__version__}-{digest[:16]}.jsa"
+
+
+def remove_orphans(folder: Path) -> list[Path]:
+    """Remove the archives in `folder` whose `.home` names a Spark install that no longer
+    exists; return them. An archive without a `.home` file is left alone."""
+    removed = []
+    for home_file in folder.glob("*.home"):
+        if not os.path.isdir(home_file.read_text().strip()):
+            archive = home_file.with_suffix(".jsa")
+            archive.unlink(missing_ok=True)
+            home_file.unlink(missing_ok=True)
+            removed.append(archive)
+    return removed
 
 
 def java_options(cache_dir: Path) -> list[str]:
@@ -64,4 +86,6 @@ def build(cache_dir: Path, run: Callable[[list[str]], object]) -> Path | None:
     if not partial.is_file() or partial.stat().st_size == 0:
         return None
     partial.replace(archive)
+    archive.with_suffix(".home").write_text(spark_home())
+    remove_orphans(archive.parent)
     return archive
