@@ -96,6 +96,16 @@ def test_users_extra_java_options_are_kept_and_apply_after_lakemls(
 def test_users_default_java_options_replace_lakemls(launching: None, tmp_path: Path) -> None:
     conf = build_conf(spark_config(**{JAVA_OPTIONS: "-Dx=1"}), cache_dir=tmp_path)
     assert conf[JAVA_OPTIONS] == "-Dx=1"
+    executors = "spark.executor.defaultJavaOptions"
+    conf = build_conf(spark_config(**{executors: "-Dy=2"}), cache_dir=tmp_path)
+    assert conf[executors] == "-Dy=2"
+
+
+def test_driver_and_executors_compile_methods_of_any_size(launching: None, tmp_path: Path) -> None:
+    for master in ("local[*]", "spark://10.0.0.5:7077"):
+        conf = build_conf(SparkConfig(master=master), cache_dir=tmp_path)
+        assert "-XX:-DontCompileHugeMethods" in conf[JAVA_OPTIONS].split()
+        assert conf["spark.executor.defaultJavaOptions"] == "-XX:-DontCompileHugeMethods"
 
 
 def test_a_log4j_config_in_the_spark_conf_folder_wins(
@@ -304,7 +314,7 @@ def test_under_spark_submit_the_jit_is_left_to_the_submit_command(
 ) -> None:
     monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "12345")
     conf = build_conf(SparkConfig(master="local[*]", jit="quick"), cache_dir=tmp_path)
-    assert JAVA_OPTIONS not in conf
+    assert JAVA_OPTIONS not in conf and "spark.executor.defaultJavaOptions" not in conf
 
 
 def test_this_java_accepts_the_quick_options_quietly(launching: None) -> None:
@@ -321,6 +331,7 @@ def test_this_java_accepts_the_quick_options_quietly(launching: None) -> None:
     rows = [line.split() for line in flags.stdout.splitlines() if " = " in line]
     final = {row[1]: row[3] for row in rows}
     assert final["TieredStopAtLevel"] == "1"
+    assert final["DontCompileHugeMethods"] == "false"
     assert "warning" not in flags.stderr.lower(), flags.stderr
 
 
