@@ -50,17 +50,13 @@ def archive_path(cache_dir: Path) -> Path | None:
     return cache_dir / "cds" / f"spark-{pyspark.__version__}-{digest[:16]}.jsa"
 
 
-def remove_orphans(folder: Path) -> list[Path]:
+def remove_orphans(folder: Path) -> None:
     """Remove the archives in `folder` whose `.home` names a Spark install that no longer
-    exists; return them. An archive without a `.home` file is left alone."""
-    removed = []
+    exists. An archive without a `.home` file is left alone."""
     for home_file in folder.glob("*.home"):
         if not os.path.isdir(home_file.read_text().strip()):
-            archive = home_file.with_suffix(".jsa")
-            archive.unlink(missing_ok=True)
+            home_file.with_suffix(".jsa").unlink(missing_ok=True)
             home_file.unlink(missing_ok=True)
-            removed.append(archive)
-    return removed
 
 
 def java_options(cache_dir: Path) -> list[str]:
