@@ -16,6 +16,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.window import WindowSpec
 
 from lakeml.core import storage
 from lakeml.core.config import SourceConfig
@@ -70,6 +71,11 @@ def repeated_hashes(events: DataFrame) -> DataFrame:
     return counts.where(F.col("_copies") > 1).select("_hash")
 
 
+def _earliest_first() -> WindowSpec:
+    """Copies of one event, the first ingested first (by ingested_at, source_file, ROW_ID)."""
+    return Window.partitionBy(*ID_KEY).orderBy("ingested_at", "source_file", ROW_ID)
+
+
 def later_copies(events: DataFrame, hashes: DataFrame) -> DataFrame:
     """The `ROW_ID`s of the rows of `events` that repeat an event of an earlier row (by
     ingested_at, source_file, then ROW_ID): all the rows to drop from the batch.
@@ -77,8 +83,7 @@ def later_copies(events: DataFrame, hashes: DataFrame) -> DataFrame:
     `hashes`: `repeated_hashes(events)`, broadcast; only the rows they pick are ranked.
     """
     picked = events.join(F.broadcast(hashes), _id_hash() == F.col("_hash"), "left_semi")
-    earliest_first = Window.partitionBy(*ID_KEY).orderBy("ingested_at", "source_file", ROW_ID)
-    ranked = picked.select(ROW_ID, F.row_number().over(earliest_first).alias("_rank"))
+    ranked = picked.select(ROW_ID, F.row_number().over(_earliest_first()).alias("_rank"))
     return ranked.where(F.col("_rank") > 1).select(ROW_ID)
 
 
@@ -97,9 +102,8 @@ def drop_duplicate_events(
     fixes its event_date): one shuffle serves the ranking, the anti join and the write.
     """
     if later is None:
-        earliest_first = Window.partitionBy(*ID_KEY).orderBy("ingested_at", "source_file")
         ranked = events.repartition(*PARTITION_COLUMNS)
-        ranked = ranked.select("*", F.row_number().over(earliest_first).alias("_rank"))
+        ranked = ranked.select("*", F.row_number().over(_earliest_first()).alias("_rank"))
         unique = ranked.where(F.col("_rank") == 1)
     else:
         unique = events.join(F.broadcast(later), on=ROW_ID, how="left_anti")
