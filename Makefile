@@ -103,7 +103,7 @@ bench: $(STAMP) ## benchmarks: feature job and scoring as ratios over a plain Sp
 	$(PY) bench/feature_bench.py $(CONF)
 	$(PY) bench/feature_bench.py $(CONF) --scale 10
 	$(PY) bench/ingest_bench.py --conf $(CONF)
-	@if [ -f bench/score_bench.py ]; then $(PY) bench/score_bench.py $(CONF); fi
+	$(PY) bench/score_bench.py $(CONF)
 	$(PY) bench/xgboost_bench.py $(CONF)
 	$(PY) bench/serve_bench.py
 
