@@ -270,7 +270,12 @@ def classify(
     bronze_rows: DataFrame, source: SourceConfig, id_scheme: str = XXHASH64_X2
 ) -> DataFrame:
     """`judge`, with `value` kept only for rejected records: everything a batch needs after
-    judging each record, in flat columns."""
+    judging each record, in flat columns.
+
+    Filter the result above a barrier (a cache, an `observe`, a non-deterministic column the
+    query keeps): Spark pushes a filter on `rule` below the judging, copying the parse into
+    each reference (the Sparkify preset: 236 `from_json`, against 2).
+    """
     judged = judge(bronze_rows, source, id_scheme)
     rejected = F.col("rule").isNotNull()
     kept = [c for c in judged.columns if c != "value"]
