@@ -199,6 +199,7 @@ QUICK_JIT_MAX_BYTES = 64 * 2**20
 # 6.7 s with it, silver whole 22.4 s and 15.2 s (a warm local driver, 2026-12-06). On the
 # 18-field Sparkify log, whose generated methods stay under the limit, it changed nothing.
 COMPILE_HUGE_METHODS = "-XX:-DontCompileHugeMethods"
+DRIVER_JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
 EXECUTOR_JAVA_OPTIONS = "spark.executor.defaultJavaOptions"
 
 
@@ -244,7 +245,7 @@ def build_conf(
             conf["spark.jars"] = ",".join([*jars, *filter(None, [user.pop("spark.jars", "")])])
         else:
             conf["spark.jars.packages"] = coordinate
-    if launching and "spark.driver.defaultJavaOptions" not in user:
+    if launching and DRIVER_JAVA_OPTIONS not in user:
         if java_options is None:
             java_options = class_cache.java_options(
                 cache_dir.parent if cache_dir else lakeml_cache_dir()
@@ -252,7 +253,7 @@ def build_conf(
         jit = [QUICK_JIT] if local and quick_jit(cfg, input_bytes) else []
         quiet = driver_java_options(cfg.log_level)
         options = [quiet, *java_options, COMPILE_HUGE_METHODS, *jit]
-        conf["spark.driver.defaultJavaOptions"] = " ".join(filter(None, options))
+        conf[DRIVER_JAVA_OPTIONS] = " ".join(filter(None, options))
     if launching and EXECUTOR_JAVA_OPTIONS not in user:
         conf[EXECUTOR_JAVA_OPTIONS] = COMPILE_HUGE_METHODS
     conf.update(user)
