@@ -9,7 +9,9 @@ under a temporary storage root and times, on the same files:
 - the hand-written Sparkify features and labels the preset replaced (kept as the test
   oracle in tests/features/sparkify_reference.py), on the same silver, written to Delta,
   and compared with the preset's tables row for row (exceptAll both ways);
-- a rerun with nothing new.
+- a rerun with nothing new;
+- the floor under silver (`bench/silver_floor.py`, in a fresh driver on the same bronze):
+  silver's judging and partitioned write of the valid rows alone, over a typed copy there.
 It prints one JSON line: seconds, and the job and silver as multiples of the typed copy.
 
     .venv/bin/python bench/feature_bench.py [conf/local.yaml] [--scale 10]
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -102,6 +105,14 @@ def main() -> None:
         rerun = timed(lambda: run_features(spark, cfg, Report("bench", stream=io.StringIO())))
         lines = storage.count(spark, cfg.table("bronze"))
         spark.stop()
+        # The floor under silver, in a fresh driver on this bronze (see silver_floor.py).
+        floor_run = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "silver_floor.py"), args.conf, "--root", root],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        floor = json.loads(floor_run.stdout.strip().splitlines()[-1])
     result = {
         "scale": args.scale,
         "users": users,
@@ -115,6 +126,7 @@ def main() -> None:
         "job_over_typed_copy": round(job / typed_copy, 2),
         "silver_over_typed_copy": round(stages["silver"] / typed_copy, 2),
         "rerun_nothing_new_s": round(rerun, 1),
+        "silver_floor": floor,
     }
     print(json.dumps(result), flush=True)
 
