@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1)
     args = parser.parse_args()
     import sparkify_reference as reference
-    from pyspark.sql import types as T
+    from silver_floor import copy_schema
 
     with tempfile.TemporaryDirectory() as root:
         base = load_config(args.conf)
@@ -63,11 +63,7 @@ def main() -> None:
         # Warm the JVM once so no timing pays the first-write cost.
         spark.range(10).write.format("delta").save(f"{root}/warmup")
         text_copy = timed(lambda: spark.read.text(raw).write.format("delta").save(f"{root}/t"))
-        types = {"string": T.StringType(), "long": T.LongType(), "int": T.IntegerType(),
-                 "double": T.DoubleType(), "boolean": T.BooleanType()}  # fmt: skip
-        schema = T.StructType(
-            [T.StructField(f.name, types[f.type]) for f in cfg.source.events.fields]
-        )
+        schema = copy_schema(cfg.source.events)
         typed_copy = timed(
             lambda: spark.read.schema(schema).json(raw).write.format("delta").save(f"{root}/j")
         )

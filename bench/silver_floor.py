@@ -25,6 +25,7 @@ from pyspark.sql import types as T
 
 from lakeml.core import storage
 from lakeml.core.config import load_config
+from lakeml.core.event_spec import EventSourceSpec
 from lakeml.core.session import get_spark
 from lakeml.ingest.rules import classify, silver_columns
 
@@ -37,6 +38,11 @@ TYPES = {
 }
 
 
+def copy_schema(spec: EventSourceSpec) -> T.StructType:
+    """The typed copy's schema S: each field of the log as `source.events` types it."""
+    return T.StructType([T.StructField(f.name, TYPES[f.type]) for f in spec.fields])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("conf", nargs="?", default="conf/local.yaml")
@@ -47,9 +53,9 @@ def main() -> None:
     out = f"{args.root}/floor"
     spark.range(10).write.format("delta").save(f"{out}/warmup")
     spec = cfg.source.events
-    schema = T.StructType([T.StructField(f.name, TYPES[f.type]) for f in spec.fields])
+    lines = spark.read.schema(copy_schema(spec)).json(cfg.source_path)
     t0 = time.monotonic()
-    spark.read.schema(schema).json(cfg.source_path).write.format("delta").save(f"{out}/typed")
+    lines.write.format("delta").save(f"{out}/typed")
     typed_copy = time.monotonic() - t0
 
     judged = classify(storage.read(spark, cfg.table("bronze")), cfg.source)
