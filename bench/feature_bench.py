@@ -105,7 +105,7 @@ def main() -> None:
         floor_run = subprocess.run(
             [sys.executable, str(REPO / "bench" / "silver_floor.py"), args.conf, "--root", root],
             check=True,
-            capture_output=True,
+            stdout=subprocess.PIPE,  # its log and any error still reach stderr
             text=True,
         )
         floor = json.loads(floor_run.stdout.strip().splitlines()[-1])

@@ -1,14 +1,15 @@
-"""A floor under silver's time: the part of its work no design of the stage can skip, in one
-query, against the typed copy in the same fresh driver.
+"""A floor under silver's time: the part of its work that silver's contract (every line judged
+by the declared rules, an event id, a Delta table partitioned by day) leaves no design free
+to skip, in one query, against the typed copy in the same fresh driver.
 
 `bench/feature_bench.py` runs this in a new process on the storage root whose bronze it has
 built, so the floor, like the job's silver, is a first run after a typed copy. The floor
 query judges every bronze line exactly as silver does (`rules.classify`: parse, rules, event
 id) and appends the valid rows to a Delta table partitioned by `event_date`, without column
 statistics, as silver does. It leaves out the rest of silver's work: the quarantine, the
-counts by rule, the de-duplication within the batch and against the table. So silver cannot
-take less than this on the same machine, and `floor_over_typed_copy` is the least its
-multiple of the typed copy can be.
+counts by rule, the de-duplication within the batch and against the table. So a silver that
+keeps its contract cannot take less than this on the same machine, and
+`floor_over_typed_copy` is the least its multiple of the typed copy can be.
 
     .venv/bin/python bench/silver_floor.py conf/local.yaml --root ROOT
 """
