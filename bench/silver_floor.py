@@ -28,20 +28,12 @@ from lakeml.core import storage
 from lakeml.core.config import load_config
 from lakeml.core.event_spec import EventSourceSpec
 from lakeml.core.session import get_spark
-from lakeml.ingest.rules import classify, silver_columns
-
-TYPES = {
-    "string": T.StringType(),
-    "long": T.LongType(),
-    "int": T.IntegerType(),
-    "double": T.DoubleType(),
-    "boolean": T.BooleanType(),
-}
+from lakeml.ingest.rules import SPARK_TYPES, classify, silver_columns
 
 
 def copy_schema(spec: EventSourceSpec) -> T.StructType:
     """The typed copy's schema S: each field of the log as `source.events` types it."""
-    return T.StructType([T.StructField(f.name, TYPES[f.type]) for f in spec.fields])
+    return T.StructType([T.StructField(f.name, SPARK_TYPES[f.type]) for f in spec.fields])
 
 
 def main() -> None:
